@@ -1,0 +1,310 @@
+//! Database selection: the URL scheme picks PostgreSQL or SQLite; no URL means a SQLite
+//! file in the user's data directory. Connection, retries, pool limits and migrations.
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::tasks::{PgTaskStore, SqliteTaskStore, TaskStore};
+
+static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Pool and retry settings.
+#[derive(Debug, Clone)]
+pub struct DbOptions {
+    /// Connections per process; size it so replicas × this stays under the server's limit.
+    pub max_connections: u32,
+    /// How long a request may wait for a pooled connection before failing.
+    pub acquire_timeout: Duration,
+    /// How long start-up keeps retrying an unreachable database.
+    pub connect_retry_for: Duration,
+}
+
+impl Default for DbOptions {
+    fn default() -> Self {
+        DbOptions {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+            connect_retry_for: Duration::from_secs(10),
+        }
+    }
+}
+
+impl DbOptions {
+    /// Reads `DATABASE_MAX_CONNECTIONS` and `DATABASE_CONNECT_TIMEOUT_SECS` over the defaults.
+    pub fn from_env() -> anyhow::Result<Self> {
+        let mut o = DbOptions::default();
+        if let Ok(v) = std::env::var("DATABASE_MAX_CONNECTIONS") {
+            o.max_connections = v
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .context("DATABASE_MAX_CONNECTIONS must be a positive integer")?;
+        }
+        if let Ok(v) = std::env::var("DATABASE_CONNECT_TIMEOUT_SECS") {
+            o.connect_retry_for = Duration::from_secs(
+                v.parse()
+                    .context("DATABASE_CONNECT_TIMEOUT_SECS must be a whole number of seconds")?,
+            );
+        }
+        Ok(o)
+    }
+}
+
+/// A connected database of either kind.
+#[derive(Clone, Debug)]
+pub enum Database {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// The SQLite file used when `DATABASE_URL` is unset.
+pub fn default_sqlite_path() -> anyhow::Result<PathBuf> {
+    let base = dirs::data_dir()
+        .or_else(|| dirs::home_dir().map(|h| h.join(".local/share")))
+        .context("no data directory for this user; set DATABASE_URL")?;
+    Ok(base.join("todo-agent").join("todo.db"))
+}
+
+/// Shows a URL without its password, for logs and error messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Database {
+    /// Connects to `url`, or to the default SQLite file when `None`, retrying a database
+    /// that is not up yet for `connect_retry_for`.
+    pub async fn connect(url: Option<&str>, opts: &DbOptions) -> anyhow::Result<Database> {
+        let url = match url.map(str::trim).filter(|u| !u.is_empty()) {
+            Some(u) => u.to_string(),
+            None => {
+                let path = default_sqlite_path()?;
+                format!("sqlite://{}", path.display())
+            }
+        };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(&url)
+                .with_context(|| format!("invalid DATABASE_URL {}", redact_url(&url)))?
+                .application_name("todo-agent");
+            let pool = retry_connect(&url, opts, || {
+                PgPoolOptions::new()
+                    .max_connections(opts.max_connections)
+                    .acquire_timeout(opts.acquire_timeout)
+                    .connect_with(options.clone())
+            })
+            .await?;
+            Ok(Database::Postgres(pool))
+        } else if url.starts_with("sqlite:") {
+            let mut options = SqliteConnectOptions::from_str(&url)
+                .with_context(|| format!("invalid DATABASE_URL {url}"))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let filename = options.get_filename().to_path_buf();
+            let in_memory = url.contains(":memory:") || filename.as_os_str().is_empty();
+            if in_memory {
+                options = options.journal_mode(SqliteJournalMode::Memory);
+            } else if let Some(dir) = filename.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+            }
+            // An in-memory database lives in one connection; a file one has one writer at a
+            // time, so a small pool only queues less.
+            let max = if in_memory {
+                1
+            } else {
+                opts.max_connections.min(8)
+            };
+            let pool = retry_connect(&url, opts, || {
+                SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .min_connections(u32::from(in_memory))
+                    .idle_timeout(if in_memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(600))
+                    })
+                    .max_lifetime(if in_memory {
+                        None
+                    } else {
+                        Some(Duration::from_secs(1800))
+                    })
+                    .acquire_timeout(opts.acquire_timeout)
+                    .connect_with(options.clone())
+            })
+            .await?;
+            Ok(Database::Sqlite(pool))
+        } else {
+            bail!(
+                "DATABASE_URL must start with postgres://, postgresql:// or sqlite: (got {})",
+                redact_url(&url)
+            )
+        }
+    }
+
+    /// Applies pending migrations. Safe when several processes start at once: PostgreSQL
+    /// serialises migrators with an advisory lock; SQLite's losers retry after the winner.
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        match self {
+            Database::Postgres(p) => PG_MIGRATOR
+                .run(p)
+                .await
+                .context("applying PostgreSQL migrations failed"),
+            Database::Sqlite(p) => {
+                let mut last = None;
+                for attempt in 0..5u64 {
+                    match SQLITE_MIGRATOR.run(p).await {
+                        Ok(()) => return Ok(()),
+                        Err(e) => {
+                            last = Some(e);
+                            tokio::time::sleep(Duration::from_millis(100 * (attempt + 1))).await;
+                        }
+                    }
+                }
+                Err(anyhow::Error::from(last.expect("at least one attempt"))
+                    .context("applying SQLite migrations failed"))
+            }
+        }
+    }
+
+    /// Reverts every migration (for tests of the down scripts and for operators).
+    pub async fn migrate_down_all(&self) -> anyhow::Result<()> {
+        match self {
+            Database::Postgres(p) => PG_MIGRATOR.undo(p, 0).await?,
+            Database::Sqlite(p) => SQLITE_MIGRATOR.undo(p, 0).await?,
+        }
+        Ok(())
+    }
+
+    /// The task store on this database.
+    pub fn task_store(&self) -> Arc<dyn TaskStore> {
+        match self {
+            Database::Postgres(p) => Arc::new(PgTaskStore::new(p.clone())),
+            Database::Sqlite(p) => Arc::new(SqliteTaskStore::new(p.clone())),
+        }
+    }
+
+    /// Checks that the database answers (for readiness probes).
+    pub async fn ping(&self) -> Result<(), sqlx::Error> {
+        match self {
+            Database::Postgres(p) => sqlx::query("SELECT 1").execute(p).await.map(drop),
+            Database::Sqlite(p) => sqlx::query("SELECT 1").execute(p).await.map(drop),
+        }
+    }
+
+    /// `postgres` or `sqlite`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Database::Postgres(_) => "postgres",
+            Database::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// Pool connections (in use, idle), for metrics.
+    pub fn pool_stats(&self) -> (u32, u32) {
+        let (size, idle) = match self {
+            Database::Postgres(p) => (p.size(), p.num_idle() as u32),
+            Database::Sqlite(p) => (p.size(), p.num_idle() as u32),
+        };
+        (size.saturating_sub(idle), idle)
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        match self {
+            Database::Postgres(p) => p.close().await,
+            Database::Sqlite(p) => p.close().await,
+        }
+    }
+}
+
+async fn retry_connect<P, F, Fut>(url: &str, opts: &DbOptions, mut attempt: F) -> anyhow::Result<P>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<P, sqlx::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + opts.connect_retry_for;
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match attempt().await {
+            Ok(p) => return Ok(p),
+            Err(e) if is_transient(&e) && tokio::time::Instant::now() + delay < deadline => {
+                tracing::warn!(database = %redact_url(url), error = %e, "database not reachable yet; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => {
+                return Err(anyhow::Error::from(e).context(format!(
+                    "cannot connect to the database at {}",
+                    redact_url(url)
+                )));
+            }
+        }
+    }
+}
+
+fn is_transient(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
+        || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("57P03"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(
+            redact_url("postgres://app:s3cret@db:5432/todo?sslmode=require"),
+            "postgres://app:***@db:5432/todo?sslmode=require"
+        );
+        assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused_with_a_clear_message() {
+        let err = Database::connect(Some("mysql://u:pw@h/db"), &DbOptions::default())
+            .await
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("must start with postgres://"), "{msg}");
+        assert!(!msg.contains("pw@"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn sqlite_creates_its_folders_and_migrates_up_down_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a/b/todo.db");
+        let db = Database::connect(
+            Some(&format!("sqlite://{}", path.display())),
+            &DbOptions::default(),
+        )
+        .await
+        .unwrap();
+        db.migrate().await.unwrap();
+        assert!(path.exists());
+        db.migrate_down_all().await.unwrap();
+        db.migrate().await.unwrap();
+        db.ping().await.unwrap();
+    }
+}

@@ -1,0 +1,8 @@
+//! todo-mcp: the task domain, its PostgreSQL and SQLite stores, and the MCP tool server.
+//! The chat backend builds on this library; nothing here knows about the backend.
+
+pub mod db;
+pub mod http;
+pub mod runtime;
+pub mod tasks;
+pub mod tools;

@@ -1,0 +1,120 @@
+//! `todo-mcp`: the task tools as an MCP server over stdio or streamable HTTP.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use rmcp::ServiceExt;
+use todo_mcp::db::{Database, DbOptions};
+use todo_mcp::http::{self, HttpSettings};
+use todo_mcp::runtime;
+use todo_mcp::tools::{Identity, TaskTools};
+
+#[derive(Parser)]
+#[command(
+    name = "todo-mcp",
+    version,
+    about = "Task tools for MCP clients (stdio or streamable HTTP)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve one user (TODO_USER_ID, default "local") over stdin/stdout, for Claude Desktop.
+    Stdio,
+    /// Serve streamable HTTP at /mcp.
+    Http {
+        #[arg(long, default_value = "127.0.0.1:8001")]
+        bind: SocketAddr,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    runtime::init_tracing();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("todo-mcp: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn user_from_env() -> anyhow::Result<String> {
+    let user = std::env::var("TODO_USER_ID").unwrap_or_else(|_| "local".into());
+    let user = user.trim().to_string();
+    anyhow::ensure!(
+        !user.is_empty() && user.len() <= 128,
+        "TODO_USER_ID must be 1 to 128 characters"
+    );
+    Ok(user)
+}
+
+async fn open_db() -> anyhow::Result<Database> {
+    let url = std::env::var("DATABASE_URL").ok();
+    let db = Database::connect(url.as_deref(), &DbOptions::from_env()?).await?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Migrate => {
+            let db = open_db().await?;
+            tracing::info!(database = db.kind(), "migrations applied");
+            db.close().await;
+        }
+        Command::Stdio => {
+            let user = user_from_env()?;
+            let db = open_db().await?;
+            tracing::info!(database = db.kind(), %user, "serving MCP over stdio");
+            let tools = TaskTools::new(db.task_store(), Identity::Fixed(user));
+            let service = tools
+                .serve(rmcp::transport::io::stdio_pipes())
+                .await
+                .context("MCP initialisation over stdio failed")?;
+            let shutdown = runtime::shutdown_on_signals();
+            tokio::select! {
+                r = service.waiting() => { r.context("stdio service failed")?; }
+                _ = shutdown.cancelled() => {}
+            }
+            db.close().await;
+        }
+        Command::Http { bind } => {
+            let auth =
+                std::env::var("AUTH_JWT_SECRET").is_ok() || std::env::var("AUTH_JWKS_URL").is_ok();
+            anyhow::ensure!(
+                !auth,
+                "AUTH_* is set but this build of todo-mcp http has no token verification yet; \
+                 unset it and bind loopback"
+            );
+            runtime::check_open_bind("todo-mcp http", bind, auth)?;
+            let user = user_from_env()?;
+            let db = open_db().await?;
+            let listener = http::bind(bind).await?;
+            let local = listener.local_addr()?;
+            let shutdown = runtime::shutdown_on_signals();
+            let app = http::router(
+                db.task_store(),
+                HttpSettings {
+                    allowed_hosts: runtime::allowed_hosts(local),
+                    allowed_origins: runtime::allowed_origins(),
+                    open_user: user,
+                },
+                shutdown.clone(),
+            );
+            tracing::info!(database = db.kind(), "listening on http://{local}/mcp");
+            http::serve(listener, app, shutdown).await?;
+            db.close().await;
+            tracing::info!("stopped");
+        }
+    }
+    Ok(())
+}

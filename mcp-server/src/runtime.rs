@@ -1,0 +1,126 @@
+//! What both services share at run time: logging, shutdown signals, bind-address rules and
+//! list settings from the environment.
+
+use std::net::SocketAddr;
+
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+/// Logs to stderr (stdout belongs to the stdio transport); `LOG_FORMAT=json` for JSON lines.
+pub fn init_tracing() {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rmcp=warn,hyper=warn"));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let result = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
+    } else {
+        builder.with_ansi(false).try_init()
+    };
+    // A second initialisation (tests) keeps the first subscriber.
+    drop(result);
+}
+
+/// A token cancelled on SIGTERM or Ctrl-C: the one shutdown path for servers and tests.
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut term) => {
+                    tokio::select! {
+                        _ = ctrl_c => {},
+                        _ = term.recv() => {},
+                    }
+                }
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received; draining");
+        t.cancel();
+    });
+    token
+}
+
+/// A comma-separated list from the environment, trimmed, empty entries dropped.
+pub fn env_list(name: &str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Refuses an unauthenticated service on anything but loopback; says so when it runs open.
+pub fn check_open_bind(
+    service: &str,
+    addr: SocketAddr,
+    auth_configured: bool,
+) -> anyhow::Result<()> {
+    if auth_configured {
+        return Ok(());
+    }
+    if !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "{service} refuses to listen on {addr} without authentication: set AUTH_JWT_SECRET \
+             or AUTH_JWKS_URL, or bind a loopback address such as 127.0.0.1"
+        );
+    }
+    tracing::warn!(
+        %addr,
+        "no AUTH_* setting: serving UNAUTHENTICATED requests, on loopback only"
+    );
+    Ok(())
+}
+
+/// Host names accepted in `Host`: loopback names, the bound host, and `ALLOWED_HOSTS`.
+pub fn allowed_hosts(bind: SocketAddr) -> Vec<String> {
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    if !bind.ip().is_unspecified() {
+        hosts.push(bind.ip().to_string());
+    }
+    hosts.extend(env_list("ALLOWED_HOSTS"));
+    hosts.dedup();
+    hosts
+}
+
+/// Browser origins accepted: loopback pages on any port, and `ALLOWED_ORIGINS`.
+pub fn allowed_origins() -> Vec<String> {
+    let mut origins: Vec<String> = vec![
+        "http://localhost:*".into(),
+        "http://127.0.0.1:*".into(),
+        "http://[::1]:*".into(),
+    ];
+    origins.extend(env_list("ALLOWED_ORIGINS"));
+    origins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_services_stay_on_loopback() {
+        assert!(check_open_bind("x", "127.0.0.1:1".parse().unwrap(), false).is_ok());
+        assert!(check_open_bind("x", "[::1]:1".parse().unwrap(), false).is_ok());
+        let err = check_open_bind("x", "0.0.0.0:1".parse().unwrap(), false).unwrap_err();
+        assert!(err.to_string().contains("AUTH_JWT_SECRET"));
+        assert!(check_open_bind("x", "0.0.0.0:1".parse().unwrap(), true).is_ok());
+    }
+}

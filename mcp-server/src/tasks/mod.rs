@@ -1,0 +1,7 @@
+//! Tasks: the domain model, its validation, and the stores.
+
+mod model;
+mod store;
+
+pub use model::*;
+pub use store::{PgTaskStore, SqliteTaskStore, StoreError, TaskStore};

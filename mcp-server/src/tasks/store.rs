@@ -1,0 +1,304 @@
+//! The task store: one interface, implemented for PostgreSQL and SQLite from one body of SQL.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::Row;
+
+use super::model::{
+    Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPage, TaskPatch, decode_tags,
+    encode_tags, like_pattern,
+};
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No live task with that number for this user (another user's task included).
+    #[error("task not found")]
+    NotFound,
+    /// The database failed or could not be reached.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Persistence of tasks. Every method is scoped to one user in SQL.
+#[async_trait]
+pub trait TaskStore: Send + Sync + 'static {
+    async fn add(&self, user: &str, task: NewTask) -> Result<Task, StoreError>;
+    /// A live (not deleted) task.
+    async fn get(&self, user: &str, id: i64) -> Result<Task, StoreError>;
+    async fn list(&self, user: &str, filter: &ListFilter) -> Result<TaskPage, StoreError>;
+    /// Applies a change to a live task.
+    async fn update(&self, user: &str, id: i64, patch: &TaskPatch) -> Result<Task, StoreError>;
+    /// Moves a live task to the trash.
+    async fn delete(&self, user: &str, id: i64) -> Result<Task, StoreError>;
+    /// Brings a task back from the trash.
+    async fn restore(&self, user: &str, id: i64) -> Result<Task, StoreError>;
+    /// Open (not completed, not deleted) tasks, soonest due first: the agent's compact view.
+    async fn open_tasks(&self, user: &str, limit: u32) -> Result<Vec<Task>, StoreError>;
+}
+
+/// The columns every task query returns, as a literal so queries stay `&'static str`.
+macro_rules! columns {
+    () => {
+        "number, title, description, completed, due_at, due_all_day, priority, \
+         tags, created_at, updated_at, completed_at, deleted_at"
+    };
+}
+
+fn now() -> DateTime<Utc> {
+    // Microsecond precision round-trips through both databases unchanged.
+    let t = Utc::now();
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
+/// Builds the WHERE clause and ORDER of a list; parameters from `$2` on, `$1` is the user.
+struct ListSql {
+    sql: String,
+    query: Option<String>,
+    tag: Option<String>,
+    due_before: Option<DateTime<Utc>>,
+    due_after: Option<DateTime<Utc>>,
+}
+
+impl ListSql {
+    fn new(f: &ListFilter) -> ListSql {
+        let mut sql = concat!("SELECT ", columns!(), " FROM tasks WHERE user_id = $1").to_string();
+        sql.push_str(match f.status {
+            StatusFilter::Pending => " AND deleted_at IS NULL AND completed = FALSE",
+            StatusFilter::Completed => " AND deleted_at IS NULL AND completed = TRUE",
+            StatusFilter::All => " AND deleted_at IS NULL",
+            StatusFilter::Deleted => " AND deleted_at IS NOT NULL",
+        });
+        let mut n = 1;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        let query = f.query.as_deref().map(like_pattern);
+        if query.is_some() {
+            let p = next();
+            sql.push_str(&format!(
+                " AND (lower(title) LIKE ${p} ESCAPE '\\' OR lower(COALESCE(description, '')) LIKE ${p} ESCAPE '\\')"
+            ));
+        }
+        let tag = f.tag.as_ref().map(|t| format!("%,{t},%"));
+        if tag.is_some() {
+            sql.push_str(&format!(" AND tags LIKE ${}", next()));
+        }
+        if f.due_before.is_some() {
+            sql.push_str(&format!(" AND due_at < ${}", next()));
+        }
+        if f.due_after.is_some() {
+            sql.push_str(&format!(" AND due_at >= ${}", next()));
+        }
+        sql.push_str(
+            " ORDER BY completed, CASE WHEN due_at IS NULL THEN 1 ELSE 0 END, due_at, priority DESC, number",
+        );
+        sql.push_str(&format!(" LIMIT ${} OFFSET ${}", next(), next()));
+        ListSql {
+            sql,
+            query,
+            tag,
+            due_before: f.due_before,
+            due_after: f.due_after,
+        }
+    }
+}
+
+/// One implementation of [`TaskStore`] per sqlx driver, from the same SQL.
+/// Both dialects accept `$N` parameters, `RETURNING` and `ON CONFLICT … DO UPDATE`.
+macro_rules! sql_task_store {
+    ($name:ident, $db:ty, $row:ty) => {
+        /// Task store on this database.
+        #[derive(Clone, Debug)]
+        pub struct $name {
+            pool: sqlx::Pool<$db>,
+        }
+
+        impl $name {
+            pub fn new(pool: sqlx::Pool<$db>) -> Self {
+                Self { pool }
+            }
+
+            fn task_from_row(row: &$row) -> Result<Task, sqlx::Error> {
+                let due_at: Option<DateTime<Utc>> = row.try_get("due_at")?;
+                let all_day: bool = row.try_get("due_all_day")?;
+                let tags: String = row.try_get("tags")?;
+                let priority: i16 = row.try_get("priority")?;
+                Ok(Task {
+                    id: row.try_get("number")?,
+                    title: row.try_get("title")?,
+                    description: row.try_get("description")?,
+                    completed: row.try_get("completed")?,
+                    due: due_at.map(|at| Due { at, all_day }.render()),
+                    priority: Priority::from_i16(priority),
+                    tags: decode_tags(&tags),
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    completed_at: row.try_get("completed_at")?,
+                    deleted_at: row.try_get("deleted_at")?,
+                })
+            }
+
+            fn one(row: Option<$row>) -> Result<Task, StoreError> {
+                match row {
+                    Some(r) => Ok(Self::task_from_row(&r)?),
+                    None => Err(StoreError::NotFound),
+                }
+            }
+        }
+
+        #[async_trait]
+        impl TaskStore for $name {
+            async fn add(&self, user: &str, t: NewTask) -> Result<Task, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let number: i64 = sqlx::query_scalar(
+                    "INSERT INTO task_counters (user_id, last_number) VALUES ($1, 1) \
+                     ON CONFLICT (user_id) DO UPDATE SET last_number = task_counters.last_number + 1 \
+                     RETURNING last_number",
+                )
+                .bind(user)
+                .fetch_one(&mut *tx)
+                .await?;
+                let ts = now();
+                let row = sqlx::query(concat!(
+                    "INSERT INTO tasks (user_id, number, title, description, due_at, due_all_day, \
+                     priority, tags, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING ", columns!(), ""
+                ))
+                .bind(user)
+                .bind(number)
+                .bind(&t.title)
+                .bind(&t.description)
+                .bind(t.due.map(|d| d.at))
+                .bind(t.due.is_some_and(|d| d.all_day))
+                .bind(t.priority.as_i16())
+                .bind(encode_tags(&t.tags))
+                .bind(ts)
+                .fetch_one(&mut *tx)
+                .await?;
+                let task = Self::task_from_row(&row)?;
+                tx.commit().await?;
+                Ok(task)
+            }
+
+            async fn get(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+                let row = sqlx::query(concat!(
+                    "SELECT ", columns!(), " FROM tasks WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL"
+                ))
+                .bind(user)
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+                Self::one(row)
+            }
+
+            async fn list(&self, user: &str, f: &ListFilter) -> Result<TaskPage, StoreError> {
+                let l = ListSql::new(f);
+                // Built only from constant fragments; every value is a bind parameter.
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(l.sql.as_str())).bind(user);
+                if let Some(p) = &l.query {
+                    q = q.bind(p);
+                }
+                if let Some(t) = &l.tag {
+                    q = q.bind(t);
+                }
+                if let Some(b) = l.due_before {
+                    q = q.bind(b);
+                }
+                if let Some(a) = l.due_after {
+                    q = q.bind(a);
+                }
+                // One row more than the page tells whether another page follows.
+                let rows = q
+                    .bind(i64::from(f.limit) + 1)
+                    .bind(i64::from(f.offset))
+                    .fetch_all(&self.pool)
+                    .await?;
+                let mut tasks = rows
+                    .iter()
+                    .map(Self::task_from_row)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_offset = if tasks.len() > f.limit as usize {
+                    tasks.truncate(f.limit as usize);
+                    Some(f.offset + f.limit)
+                } else {
+                    None
+                };
+                Ok(TaskPage { tasks, next_offset })
+            }
+
+            async fn update(&self, user: &str, id: i64, p: &TaskPatch) -> Result<Task, StoreError> {
+                // One statement: concurrent changes to different fields never undo each other.
+                let row = sqlx::query(concat!(
+                    "UPDATE tasks SET \
+                       title = COALESCE($3, title), \
+                       description = CASE WHEN $4 THEN $5 ELSE description END, \
+                       due_at = CASE WHEN $6 THEN $7 ELSE due_at END, \
+                       due_all_day = CASE WHEN $6 THEN $8 ELSE due_all_day END, \
+                       priority = COALESCE($9, priority), \
+                       tags = COALESCE($10, tags), \
+                       completed_at = CASE WHEN $11 IS NULL THEN completed_at \
+                                           WHEN $11 THEN COALESCE(completed_at, $12) ELSE NULL END, \
+                       completed = COALESCE($11, completed), \
+                       updated_at = $12 \
+                     WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL \
+                     RETURNING ", columns!(), ""
+                ))
+                .bind(user)
+                .bind(id)
+                .bind(p.title.as_deref())
+                .bind(p.description.is_some())
+                .bind(p.description.clone().flatten())
+                .bind(p.due.is_some())
+                .bind(p.due.flatten().map(|d| d.at))
+                .bind(p.due.flatten().is_some_and(|d| d.all_day))
+                .bind(p.priority.map(Priority::as_i16))
+                .bind(p.tags.as_deref().map(encode_tags))
+                .bind(p.completed)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await?;
+                Self::one(row)
+            }
+
+            async fn delete(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+                let ts = now();
+                let row = sqlx::query(concat!(
+                    "UPDATE tasks SET deleted_at = $3, updated_at = $3 \
+                     WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL RETURNING ", columns!(), ""
+                ))
+                .bind(user)
+                .bind(id)
+                .bind(ts)
+                .fetch_optional(&self.pool)
+                .await?;
+                Self::one(row)
+            }
+
+            async fn restore(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+                let row = sqlx::query(concat!(
+                    "UPDATE tasks SET deleted_at = NULL, updated_at = $3 \
+                     WHERE user_id = $1 AND number = $2 AND deleted_at IS NOT NULL RETURNING ", columns!(), ""
+                ))
+                .bind(user)
+                .bind(id)
+                .bind(now())
+                .fetch_optional(&self.pool)
+                .await?;
+                Self::one(row)
+            }
+
+            async fn open_tasks(&self, user: &str, limit: u32) -> Result<Vec<Task>, StoreError> {
+                let filter = ListFilter {
+                    limit,
+                    ..ListFilter::default()
+                };
+                Ok(self.list(user, &filter).await?.tasks)
+            }
+        }
+    };
+}
+
+sql_task_store!(PgTaskStore, sqlx::Postgres, sqlx::postgres::PgRow);
+sql_task_store!(SqliteTaskStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);

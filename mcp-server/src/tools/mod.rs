@@ -1,0 +1,435 @@
+//! The MCP tool server: the task tools, one implementation for every caller (stdio, HTTP,
+//! and the chat backend in-process).
+
+pub mod args;
+
+use std::sync::Arc;
+
+use rmcp::handler::server::router::tool::ToolRouter;
+use rmcp::handler::server::tool::{schema_for_input, schema_for_output};
+use rmcp::model::{
+    CallToolResult, ContentBlock, Implementation, JsonObject, ServerCapabilities, ServerConfig,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler, tool_router};
+use serde::de::DeserializeOwned;
+
+use self::args::{AddTaskArgs, ListTasksArgs, TaskIdArgs, UpdateTaskArgs};
+use crate::tasks::{
+    Due, InvalidInput, ListFilter, NewTask, StoreError, Task, TaskPage, TaskPatch, TaskStore,
+    validate_description, validate_id, validate_page, validate_query, validate_tags,
+    validate_title,
+};
+
+/// The authenticated caller of an HTTP request, placed in the request's extensions by the
+/// transport's authentication layer. Tools read identity from here, never from arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+/// Where the tools learn who the caller is.
+#[derive(Debug, Clone)]
+pub enum Identity {
+    /// One user for the whole connection (stdio, or the chat backend acting for a verified user).
+    Fixed(String),
+    /// The [`Caller`] of each HTTP request.
+    PerRequest,
+}
+
+/// A tool failure the model should read and act on.
+#[derive(Debug)]
+pub enum ToolFailure {
+    Invalid(String),
+    NotFound(i64),
+    Unavailable,
+}
+
+impl ToolFailure {
+    /// The message a model sees.
+    pub fn message(&self) -> String {
+        match self {
+            ToolFailure::Invalid(m) => m.clone(),
+            ToolFailure::NotFound(id) => {
+                format!("No task #{id} was found. Call list_tasks to see the current task numbers.")
+            }
+            ToolFailure::Unavailable => {
+                "The task store is unavailable right now; nothing was changed. Try again shortly."
+                    .into()
+            }
+        }
+    }
+
+    fn into_result(self) -> CallToolResult {
+        CallToolResult::error(vec![ContentBlock::text(self.message())])
+    }
+}
+
+impl From<InvalidInput> for ToolFailure {
+    fn from(e: InvalidInput) -> Self {
+        ToolFailure::Invalid(e.0)
+    }
+}
+
+fn store_failure(id: i64) -> impl FnOnce(StoreError) -> ToolFailure {
+    move |e| match e {
+        StoreError::NotFound => ToolFailure::NotFound(id),
+        StoreError::Database(err) => {
+            tracing::error!(error = %err, "task store call failed");
+            ToolFailure::Unavailable
+        }
+    }
+}
+
+/// The task tools over a store.
+#[derive(Clone)]
+pub struct TaskTools {
+    store: Arc<dyn TaskStore>,
+    identity: Identity,
+    tool_router: ToolRouter<Self>,
+}
+
+fn ok_task(verb: &str, task: &Task) -> CallToolResult {
+    structured(format!("{verb} {}", task.one_line()), task)
+}
+
+fn structured<T: serde::Serialize>(text: String, value: &T) -> CallToolResult {
+    match serde_json::to_value(value) {
+        Ok(v) => {
+            let mut r = CallToolResult::structured(v);
+            r.content = vec![ContentBlock::text(text)];
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "serialising a tool result failed");
+            ToolFailure::Unavailable.into_result()
+        }
+    }
+}
+
+/// Parses arguments into their typed struct; a mismatch is a message for the model.
+fn parse_args<T: DeserializeOwned>(
+    tool: &str,
+    mut args: JsonObject,
+    caller: &str,
+) -> Result<T, ToolFailure> {
+    // Identity is never an argument. A model that names a user may only name the caller.
+    if let Some(v) = args.remove("user_id") {
+        if v.as_str() != Some(caller) {
+            return Err(ToolFailure::Invalid(
+                "`user_id` is not an argument: tools always act for the signed-in user. \
+                 Call again without it."
+                    .into(),
+            ));
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(args)).map_err(|e| {
+        ToolFailure::Invalid(format!(
+            "Invalid arguments for {tool}: {e}. Check the tool's input schema and call again."
+        ))
+    })
+}
+
+/// A due-window bound; a bare date stands for the start of that day (UTC).
+fn parse_window_bound(
+    field: &str,
+    raw: Option<&str>,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, InvalidInput> {
+    raw.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Due::parse(field, s).map(|d| d.at))
+        .transpose()
+}
+
+#[tool_router]
+impl TaskTools {
+    /// Tools acting for `identity` on `store`.
+    pub fn new(store: Arc<dyn TaskStore>, identity: Identity) -> Self {
+        TaskTools {
+            store,
+            identity,
+            tool_router: Self::tool_router(),
+        }
+    }
+
+    fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<String, McpError> {
+        match &self.identity {
+            Identity::Fixed(u) => Ok(u.clone()),
+            Identity::PerRequest => ctx
+                .extensions
+                .get::<http::request::Parts>()
+                .and_then(|p| p.extensions.get::<Caller>())
+                .map(|c| c.0.clone())
+                .ok_or_else(|| McpError::invalid_request("unauthenticated request", None)),
+        }
+    }
+
+    #[tool(
+        name = "add_task",
+        description = "Create a task for the user. Returns the new task with its number.",
+        input_schema = schema_for_input::<AddTaskArgs>().expect("valid schema"),
+        output_schema = schema_for_output::<Task>(),
+        annotations(title = "Add task", read_only_hint = false, destructive_hint = false, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn add_task(
+        &self,
+        args: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let user = self.caller(&ctx)?;
+        Ok(self
+            .add(&user, args)
+            .await
+            .unwrap_or_else(ToolFailure::into_result))
+    }
+
+    #[tool(
+        name = "list_tasks",
+        description = "List the user's tasks, open ones first by due date. Filters: status, text query, tag, due window; paged.",
+        input_schema = schema_for_input::<ListTasksArgs>().expect("valid schema"),
+        output_schema = schema_for_output::<TaskPage>(),
+        annotations(title = "List tasks", read_only_hint = true, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn list_tasks(
+        &self,
+        args: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let user = self.caller(&ctx)?;
+        Ok(self
+            .list(&user, args)
+            .await
+            .unwrap_or_else(ToolFailure::into_result))
+    }
+
+    #[tool(
+        name = "complete_task",
+        description = "Mark a task as done. Completing a done task changes nothing.",
+        input_schema = schema_for_input::<TaskIdArgs>().expect("valid schema"),
+        output_schema = schema_for_output::<Task>(),
+        annotations(title = "Complete task", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn complete_task(
+        &self,
+        args: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let user = self.caller(&ctx)?;
+        Ok(self
+            .complete(&user, args)
+            .await
+            .unwrap_or_else(ToolFailure::into_result))
+    }
+
+    #[tool(
+        name = "delete_task",
+        description = "Move a task to the trash. It disappears from lists and can be brought back with restore_task.",
+        input_schema = schema_for_input::<TaskIdArgs>().expect("valid schema"),
+        output_schema = schema_for_output::<Task>(),
+        annotations(title = "Delete task", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn delete_task(
+        &self,
+        args: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let user = self.caller(&ctx)?;
+        Ok(self
+            .delete(&user, args)
+            .await
+            .unwrap_or_else(ToolFailure::into_result))
+    }
+
+    #[tool(
+        name = "update_task",
+        description = "Change any field of a task: title, description, due, priority, tags, or completed (false re-opens it). Omitted fields stay as they are.",
+        input_schema = schema_for_input::<UpdateTaskArgs>().expect("valid schema"),
+        output_schema = schema_for_output::<Task>(),
+        annotations(title = "Update task", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn update_task(
+        &self,
+        args: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let user = self.caller(&ctx)?;
+        Ok(self
+            .update(&user, args)
+            .await
+            .unwrap_or_else(ToolFailure::into_result))
+    }
+
+    #[tool(
+        name = "restore_task",
+        description = "Bring a deleted task back from the trash (list_tasks with status \"deleted\" shows the trash).",
+        input_schema = schema_for_input::<TaskIdArgs>().expect("valid schema"),
+        output_schema = schema_for_output::<Task>(),
+        annotations(title = "Restore task", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn restore_task(
+        &self,
+        args: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let user = self.caller(&ctx)?;
+        Ok(self
+            .restore(&user, args)
+            .await
+            .unwrap_or_else(ToolFailure::into_result))
+    }
+}
+
+/// The tool bodies, free of protocol types so the rules read plainly.
+impl TaskTools {
+    async fn add(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
+        let a: AddTaskArgs = parse_args("add_task", raw, user)?;
+        let task = NewTask {
+            title: validate_title(&a.title)?,
+            description: a
+                .description
+                .as_deref()
+                .map(validate_description)
+                .transpose()?
+                .flatten(),
+            due: a.due.as_deref().map(|d| Due::parse("due", d)).transpose()?,
+            priority: a.priority.unwrap_or_default(),
+            tags: validate_tags(a.tags.as_deref().unwrap_or(&[]))?,
+        };
+        let t = self.store.add(user, task).await.map_err(store_failure(0))?;
+        Ok(ok_task("Added", &t))
+    }
+
+    async fn list(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
+        let a: ListTasksArgs = parse_args("list_tasks", raw, user)?;
+        let (limit, offset) = validate_page(a.limit, a.offset)?;
+        let due_before = parse_window_bound("due_before", a.due_before.as_deref())?;
+        let due_after = parse_window_bound("due_after", a.due_after.as_deref())?;
+        if let (Some(b), Some(f)) = (due_before, due_after) {
+            if f >= b {
+                return Err(ToolFailure::Invalid(
+                    "`due_after` must be earlier than `due_before`.".into(),
+                ));
+            }
+        }
+        let filter = ListFilter {
+            status: a.status.unwrap_or_default(),
+            query: a
+                .query
+                .as_deref()
+                .map(validate_query)
+                .transpose()?
+                .flatten(),
+            tag: a
+                .tag
+                .as_deref()
+                .map(crate::tasks::normalize_tag)
+                .transpose()?,
+            due_before,
+            due_after,
+            limit,
+            offset,
+        };
+        let page = self
+            .store
+            .list(user, &filter)
+            .await
+            .map_err(store_failure(0))?;
+        let mut text = if page.tasks.is_empty() {
+            "No tasks match.".to_string()
+        } else {
+            page.tasks
+                .iter()
+                .map(Task::one_line)
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        if let Some(next) = page.next_offset {
+            text.push_str(&format!("\n(more: call again with offset {next})"));
+        }
+        Ok(structured(text, &page))
+    }
+
+    async fn complete(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
+        let a: TaskIdArgs = parse_args("complete_task", raw, user)?;
+        let id = validate_id(a.id)?;
+        let patch = TaskPatch {
+            completed: Some(true),
+            ..TaskPatch::default()
+        };
+        let t = self
+            .store
+            .update(user, id, &patch)
+            .await
+            .map_err(store_failure(id))?;
+        Ok(ok_task("Completed", &t))
+    }
+
+    async fn delete(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
+        let a: TaskIdArgs = parse_args("delete_task", raw, user)?;
+        let id = validate_id(a.id)?;
+        let t = self
+            .store
+            .delete(user, id)
+            .await
+            .map_err(store_failure(id))?;
+        Ok(ok_task(
+            "Moved to the trash (restore_task brings it back):",
+            &t,
+        ))
+    }
+
+    async fn update(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
+        let a: UpdateTaskArgs = parse_args("update_task", raw, user)?;
+        let id = validate_id(a.id)?;
+        let patch = TaskPatch {
+            title: a.title.as_deref().map(validate_title).transpose()?,
+            description: match a.description {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(d)) => Some(validate_description(&d)?),
+            },
+            due: match a.due {
+                None => None,
+                Some(None) => Some(None),
+                Some(Some(d)) if d.trim().is_empty() => Some(None),
+                Some(Some(d)) => Some(Some(Due::parse("due", &d)?)),
+            },
+            priority: a.priority,
+            tags: a.tags.as_deref().map(validate_tags).transpose()?,
+            completed: a.completed,
+        };
+        if patch.is_empty() {
+            return Err(ToolFailure::Invalid(
+                "Nothing to change: give at least one of title, description, due, priority, tags or completed.".into(),
+            ));
+        }
+        let t = self
+            .store
+            .update(user, id, &patch)
+            .await
+            .map_err(store_failure(id))?;
+        Ok(ok_task("Updated", &t))
+    }
+
+    async fn restore(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
+        let a: TaskIdArgs = parse_args("restore_task", raw, user)?;
+        let id = validate_id(a.id)?;
+        let t = self.store.restore(user, id).await.map_err(|e| match e {
+            StoreError::NotFound => ToolFailure::Invalid(format!(
+                "No deleted task #{id} was found; only tasks in the trash can be restored."
+            )),
+            other => store_failure(id)(other),
+        })?;
+        Ok(ok_task("Restored", &t))
+    }
+}
+
+#[tool_handler(router = self.tool_router)]
+impl ServerHandler for TaskTools {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("todo-mcp", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Task tools for one signed-in user. Tasks have short numbers (#3). \
+                 Deleting moves a task to the trash; restore_task brings it back.",
+            )
+    }
+}
