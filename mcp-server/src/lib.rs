@@ -5,4 +5,6 @@ pub mod db;
 pub mod http;
 pub mod runtime;
 pub mod tasks;
+#[doc(hidden)]
+pub mod testing;
 pub mod tools;
