@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# The project's one test command: ./scripts/test.sh [extra test-runner arguments]
+#
+# With DATABASE_URL unset it starts a throwaway PostgreSQL cluster (TLS on, loopback
+# only, a free port), points the tests at it and removes it afterwards, whatever happens.
+# With DATABASE_URL set it uses that database as is.
+# Then it runs every test of the workspace with cargo-nextest (or cargo test).
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    exit 1
+}
+
+is_root() { [ "$(id -u)" -eq 0 ]; }
+
+# Installs Debian packages when we are allowed to; a newcomer without root gets told what
+# to install rather than a sudo password prompt in the middle of a test run.
+apt_install() {
+    local sudo=()
+    if ! is_root; then
+        if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+            sudo=(sudo -n)
+        else
+            die "please install: $* (or set DATABASE_URL to an existing PostgreSQL server)"
+        fi
+    fi
+    command -v apt-get >/dev/null 2>&1 || die "no apt-get here; please install: $*"
+    log "installing $* with apt-get"
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+# The directory holding initdb, pg_ctl and postgres. Debian keeps the server binaries
+# off PATH, under /usr/lib/postgresql/<version>/bin.
+find_pg_bindir() {
+    local p d
+    if p="$(command -v initdb 2>/dev/null)" && [ -n "$p" ]; then
+        d="$(dirname "$(readlink -f "$p")")"
+        if [ -x "$d/pg_ctl" ]; then
+            echo "$d"
+            return 0
+        fi
+    fi
+    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
+        if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then
+            echo "$d"
+            return 0
+        fi
+    done
+    return 1
+}
+
+free_port() {
+    if command -v python3 >/dev/null 2>&1; then
+        python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])
+s.close()'
+        return
+    fi
+    # No python3: try random high ports until one does not answer.
+    local p i
+    for i in $(seq 1 50); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    die "no free TCP port found"
+}
+
+PG_TMP=""
+PG_DATA=""
+PG_BIN=""
+
+# Runs a server-side PostgreSQL program: as the postgres user when we are root, because
+# initdb and postgres refuse to run as root.
+as_pg() {
+    if is_root; then
+        (cd "$PG_TMP" && runuser -u postgres -- "$@")
+    else
+        (cd "$PG_TMP" && "$@")
+    fi
+}
+
+cleanup() {
+    local rc=$?
+    trap - EXIT INT TERM
+    if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
+        log "stopping the throwaway PostgreSQL"
+        as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 30 >/dev/null 2>&1 ||
+            as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 30 >/dev/null 2>&1 ||
+            log "warning: could not stop PostgreSQL (data dir $PG_DATA)"
+    fi
+    if [ -n "$PG_TMP" ] && [ -d "$PG_TMP" ]; then
+        rm -rf -- "$PG_TMP"
+    fi
+    exit "$rc"
+}
+
+start_postgres() {
+    PG_BIN="$(find_pg_bindir)" || {
+        apt_install postgresql
+        PG_BIN="$(find_pg_bindir)" || die "PostgreSQL server binaries not found after installing"
+    }
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+    if is_root; then
+        command -v runuser >/dev/null 2>&1 || die "runuser (util-linux) is needed to run PostgreSQL as root"
+        id -u postgres >/dev/null 2>&1 ||
+            die "there is no 'postgres' user to run PostgreSQL as (install the postgresql package)"
+    fi
+
+    # Armed before anything is created, so an error or Ctrl-C half-way still cleans up.
+    trap cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+
+    # Under /tmp when root: a TMPDIR below /root would not be reachable by postgres, and a
+    # short path keeps the unix socket under its length limit.
+    if is_root; then
+        PG_TMP="$(mktemp -d /tmp/todo-agent-pg.XXXXXX)"
+        chown postgres: "$PG_TMP"
+    else
+        PG_TMP="$(mktemp -d "${TMPDIR:-/tmp}/todo-agent-pg.XXXXXX")"
+    fi
+    chmod 700 "$PG_TMP"
+    PG_DATA="$PG_TMP/data"
+
+    # --no-locale: a LANG naming a locale this machine lacks would make initdb fail.
+    log "creating a throwaway PostgreSQL cluster with $PG_BIN/initdb in $PG_TMP"
+    if ! as_pg "$PG_BIN/initdb" -D "$PG_DATA" -A trust -U postgres -E UTF8 --no-locale --no-instructions \
+        >"$PG_TMP/initdb.log" 2>&1; then
+        cat "$PG_TMP/initdb.log" >&2
+        die "initdb failed"
+    fi
+
+    # A self-signed certificate, so the tests can check that TLS connections work.
+    openssl req -new -x509 -days 2 -nodes -subj "/CN=localhost" \
+        -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+        -keyout "$PG_DATA/server.key" -out "$PG_DATA/server.crt" >/dev/null 2>&1 ||
+        die "openssl could not create a test certificate"
+    chmod 600 "$PG_DATA/server.key"
+    if is_root; then
+        chown postgres: "$PG_DATA/server.key" "$PG_DATA/server.crt"
+    fi
+
+    local attempt port
+    for attempt in 1 2 3; do
+        port="$(free_port)"
+        # Durability is off: this cluster lives for one test run.
+        cat >"$PG_DATA/postgresql.auto.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$PG_TMP'
+ssl = on
+ssl_cert_file = 'server.crt'
+ssl_key_file = 'server.key'
+max_connections = 300
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+        if is_root; then
+            chown postgres: "$PG_DATA/postgresql.auto.conf"
+        fi
+
+        log "starting throwaway PostgreSQL on 127.0.0.1:$port"
+        # pg_ctl -w polls until the server accepts connections and gives up at once if
+        # the server process dies (port taken, bad configuration), bounded by -t seconds.
+        if as_pg "$PG_BIN/pg_ctl" start -D "$PG_DATA" -w -t 60 -l "$PG_TMP/postgres.log" >/dev/null 2>&1; then
+            break
+        fi
+        if grep -q "could not bind" "$PG_TMP/postgres.log" 2>/dev/null && [ "$attempt" -lt 3 ]; then
+            log "port $port was taken meanwhile; trying another"
+            as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m immediate -w >/dev/null 2>&1 || true
+            : >"$PG_TMP/postgres.log"
+            continue
+        fi
+        cat "$PG_TMP/postgres.log" >&2 || true
+        die "PostgreSQL did not start on 127.0.0.1:$port"
+    done
+
+    # pg_ctl may have seen the unix socket; the tests use TCP, so wait for that too.
+    local isready="$PG_BIN/pg_isready"
+    [ -x "$isready" ] || isready="pg_isready"
+    local deadline=$((SECONDS + 30))
+    until "$isready" -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -t 2; do
+        if [ "$SECONDS" -ge "$deadline" ]; then
+            cat "$PG_TMP/postgres.log" >&2 || true
+            die "PostgreSQL does not answer on 127.0.0.1:$port"
+        fi
+        sleep 0.2
+    done
+    log "PostgreSQL is ready (TLS on)"
+
+    export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+    export TEST_PG_TLS_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=require"
+    # The PostgreSQL tests must run against this cluster, never skip.
+    export REQUIRE_POSTGRES=1
+}
+
+if [ -n "${DATABASE_URL:-}" ]; then
+    log "using DATABASE_URL from the environment"
+else
+    start_postgres
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    runner=(cargo nextest run --workspace --all-targets --no-fail-fast)
+else
+    log "cargo-nextest not found; using cargo test"
+    runner=(cargo test --workspace --all-targets)
+fi
+log "running: ${runner[*]} $*"
+set +e
+"${runner[@]}" "$@"
+status=$?
+set -e
+if [ "$status" -eq 0 ]; then
+    log "tests passed"
+else
+    log "tests failed (exit status $status)"
+fi
+# The EXIT trap (if any) stops PostgreSQL and keeps this status.
+exit "$status"
