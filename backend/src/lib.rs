@@ -1,1 +1,9 @@
-pub fn x() {}
+//! todo-backend: the stateless chat service. HTTP handlers → the agent (one turn: model,
+//! tools, prompt) → the conversation store; tools come from the todo-mcp library over MCP.
+
+pub mod agent;
+pub mod api;
+pub mod app;
+pub mod config;
+pub mod error;
+pub mod store;

@@ -1,1 +1,80 @@
-fn main() {}
+//! `todo-backend`: the chat service.
+
+use std::net::SocketAddr;
+
+use clap::{Parser, Subcommand};
+use todo_backend::app;
+use todo_backend::config::Settings;
+use todo_mcp::db::{Database, DbOptions};
+use todo_mcp::runtime;
+
+#[derive(Parser)]
+#[command(
+    name = "todo-backend",
+    version,
+    about = "Chat-driven todo agent: HTTP API"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8000")]
+        bind: SocketAddr,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    runtime::init_tracing();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("todo-backend: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let command = cli.command.unwrap_or(Command::Serve {
+        bind: "127.0.0.1:8000".parse()?,
+    });
+    match command {
+        Command::Migrate => {
+            let url = std::env::var("DATABASE_URL").ok();
+            let db = Database::connect(url.as_deref(), &DbOptions::from_env()?).await?;
+            db.migrate().await?;
+            tracing::info!(database = db.kind(), "migrations applied");
+            db.close().await;
+        }
+        Command::Serve { bind } => {
+            let auth =
+                std::env::var("AUTH_JWT_SECRET").is_ok() || std::env::var("AUTH_JWKS_URL").is_ok();
+            runtime::check_open_bind("todo-backend", bind, auth)?;
+            let settings = Settings::from_env()?;
+            let state = app::build_state(&settings).await?;
+            let db = state.db.clone();
+            let listener = app::bind(bind).await?;
+            let local = listener.local_addr()?;
+            let shutdown = runtime::shutdown_on_signals();
+            tracing::info!(database = db.kind(), "listening on http://{local}");
+            app::serve(
+                listener,
+                app::router(state, settings.max_body_bytes),
+                shutdown,
+            )
+            .await?;
+            db.close().await;
+            tracing::info!("stopped");
+        }
+    }
+    Ok(())
+}

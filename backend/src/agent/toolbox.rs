@@ -1,0 +1,204 @@
+//! The agent's tools, reached through MCP: in-process (client and server joined by an
+//! in-memory duplex, no network hop) or a remote `todo-mcp http`. Function definitions
+//! for the model are generated from the MCP tool list, never written twice.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use anyhow::Context;
+use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, JsonObject, Tool};
+use rmcp::service::RunningService;
+use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::{RoleClient, ServiceExt};
+use serde_json::{Value, json};
+use todo_mcp::tasks::TaskStore;
+use todo_mcp::tools::{Identity, TaskTools};
+
+/// Where the tools run.
+#[derive(Clone)]
+enum Source {
+    InProcess(Arc<dyn TaskStore>),
+    Remote(String),
+}
+
+/// The tool catalogue and the way to reach it.
+#[derive(Clone)]
+pub struct Toolbox {
+    source: Source,
+    functions: Arc<Vec<Value>>,
+    names: Arc<HashSet<String>>,
+    destructive: Arc<HashSet<String>>,
+}
+
+/// The outcome of one tool call, as the model and the API see it.
+#[derive(Debug, Clone)]
+pub struct ToolOutcome {
+    /// Structured result (or `{"error": message}`).
+    pub result: Value,
+    /// Text for the model.
+    pub text: String,
+    pub is_error: bool,
+}
+
+impl ToolOutcome {
+    pub fn error(message: impl Into<String>) -> ToolOutcome {
+        let message = message.into();
+        ToolOutcome {
+            result: json!({ "error": message }),
+            text: message,
+            is_error: true,
+        }
+    }
+}
+
+/// An MCP client session acting for one user.
+pub struct ToolSession {
+    client: RunningService<RoleClient, ()>,
+}
+
+/// OpenAI function definition from an MCP tool.
+pub fn function_definition(t: &Tool) -> Value {
+    let mut params = Value::Object((*t.input_schema).clone());
+    if let Some(o) = params.as_object_mut() {
+        // Some OpenAI-compatible servers reject the meta-schema key.
+        o.remove("$schema");
+    }
+    json!({
+        "type": "function",
+        "function": {
+            "name": t.name,
+            "description": t.description.as_deref().unwrap_or(""),
+            "parameters": params,
+        }
+    })
+}
+
+impl Toolbox {
+    /// Tools served in this process over `store`.
+    pub async fn in_process(store: Arc<dyn TaskStore>) -> anyhow::Result<Toolbox> {
+        Self::discover(Source::InProcess(store)).await
+    }
+
+    /// Tools of a remote `todo-mcp http` at `url`.
+    pub async fn remote(url: &str) -> anyhow::Result<Toolbox> {
+        Self::discover(Source::Remote(url.to_string()))
+            .await
+            .with_context(|| format!("cannot list the tools of the MCP server at {url}"))
+    }
+
+    async fn discover(source: Source) -> anyhow::Result<Toolbox> {
+        let mut tb = Toolbox {
+            source,
+            functions: Arc::default(),
+            names: Arc::default(),
+            destructive: Arc::default(),
+        };
+        // The catalogue is the same for every user; list it once through a real session.
+        let session = tb.session("catalogue").await?;
+        let tools = session
+            .client
+            .list_all_tools()
+            .await
+            .context("tools/list failed")?;
+        session.close().await;
+        tb.functions = Arc::new(tools.iter().map(function_definition).collect());
+        tb.names = Arc::new(tools.iter().map(|t| t.name.to_string()).collect());
+        tb.destructive = Arc::new(
+            tools
+                .iter()
+                .filter(|t| {
+                    t.annotations.as_ref().is_some_and(|a| {
+                        a.destructive_hint == Some(true) && a.read_only_hint != Some(true)
+                    })
+                })
+                .map(|t| t.name.to_string())
+                .collect(),
+        );
+        Ok(tb)
+    }
+
+    /// Function definitions for the model.
+    pub fn functions(&self) -> &[Value] {
+        &self.functions
+    }
+
+    pub fn knows(&self, name: &str) -> bool {
+        self.names.contains(name)
+    }
+
+    /// Whether the tool is annotated destructive.
+    pub fn is_destructive(&self, name: &str) -> bool {
+        self.destructive.contains(name)
+    }
+
+    /// Opens a session acting for `user`.
+    pub async fn session(&self, user: &str) -> anyhow::Result<ToolSession> {
+        let client = match &self.source {
+            Source::InProcess(store) => {
+                let (client_io, server_io) = tokio::io::duplex(256 * 1024);
+                let tools = TaskTools::new(store.clone(), Identity::Fixed(user.to_string()));
+                tokio::spawn(async move {
+                    match tools.serve(server_io).await {
+                        Ok(running) => {
+                            let _ = running.waiting().await;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "in-process MCP server failed to start")
+                        }
+                    }
+                });
+                ().serve(client_io)
+                    .await
+                    .context("in-process MCP handshake failed")?
+            }
+            Source::Remote(url) => {
+                let transport = StreamableHttpClientTransport::from_uri(url.as_str());
+                ().serve(transport)
+                    .await
+                    .context("MCP handshake with the remote server failed")?
+            }
+        };
+        Ok(ToolSession { client })
+    }
+}
+
+impl ToolSession {
+    /// Calls a tool; every failure becomes an error outcome the model can read.
+    pub async fn call(&self, name: &str, args: JsonObject) -> ToolOutcome {
+        let params = CallToolRequestParams::new(name.to_string()).with_arguments(args);
+        match self.client.call_tool(params).await {
+            Ok(r) => outcome(r),
+            Err(e) => {
+                tracing::warn!(tool = name, error = %e, "MCP tool call failed");
+                ToolOutcome::error(format!("The tool {name} could not be run: {e}"))
+            }
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.client.cancel().await;
+    }
+}
+
+fn outcome(r: CallToolResult) -> ToolOutcome {
+    let text = r
+        .content
+        .iter()
+        .filter_map(|c| match c {
+            ContentBlock::Text(t) => Some(t.text.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let is_error = r.is_error == Some(true);
+    let result = match r.structured_content {
+        Some(v) => v,
+        None if is_error => json!({ "error": text }),
+        None => json!({ "text": text }),
+    };
+    ToolOutcome {
+        result,
+        text,
+        is_error,
+    }
+}

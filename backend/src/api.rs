@@ -1,0 +1,361 @@
+//! HTTP handlers: chat, the read endpoints, health and readiness.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use todo_mcp::db::Database;
+use todo_mcp::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, validate_query};
+use uuid::Uuid;
+
+use crate::agent::{Agent, TurnRequest, prompt};
+use crate::error::{ApiError, ApiJson};
+use crate::store::{ConversationStore, Idempotency};
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    pub db: Database,
+    pub agent: Arc<Agent>,
+    pub conversations: Arc<dyn ConversationStore>,
+    pub max_message_chars: usize,
+}
+
+/// Checks a user id from the path.
+pub fn valid_user(raw: &str) -> Result<String, ApiError> {
+    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+        return Err(ApiError::bad_request(
+            "invalid_user_id",
+            "user_id must be 1 to 128 printable characters",
+        ));
+    }
+    Ok(raw.to_string())
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw.trim()).map_err(|_| {
+        ApiError::bad_request("invalid_conversation_id", "conversation_id must be a UUID")
+    })
+}
+
+/// Body of `POST /api/{user_id}/chat`.
+#[derive(Debug, Deserialize)]
+pub struct ChatBody {
+    pub message: String,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// IANA time zone of the person, e.g. "Europe/Paris" (default UTC).
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+const IDEMPOTENCY_HEADER: &str = "idempotency-key";
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(IDEMPOTENCY_HEADER) else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 255)
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible ASCII characters",
+            )
+        })?;
+    Ok(Some(s.to_string()))
+}
+
+fn request_hash(body: &ChatBody) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        body.message.as_str(),
+        body.conversation_id.as_deref().unwrap_or(""),
+        body.timezone.as_deref().unwrap_or(""),
+    ] {
+        h.update((part.len() as u64).to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    format!("{:x}", h.finalize())
+}
+
+fn json_response(status: StatusCode, body: String, replayed: bool) -> Response {
+    let mut r = (
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    if replayed {
+        r.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    r
+}
+
+/// `POST /api/{user_id}/chat`.
+pub async fn chat(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ChatBody>,
+) -> Result<Response, ApiError> {
+    let user = valid_user(&user_id)?;
+    let message = body.message.trim().to_string();
+    if message.is_empty() {
+        return Err(ApiError::unprocessable(
+            "empty_message",
+            "message must not be empty",
+        ));
+    }
+    let n = message.chars().count();
+    if n > state.max_message_chars {
+        return Err(ApiError::unprocessable(
+            "message_too_long",
+            format!(
+                "message is {n} characters; the limit is {}",
+                state.max_message_chars
+            ),
+        ));
+    }
+    let conversation_id = body.conversation_id.as_deref().map(parse_id).transpose()?;
+    let timezone = match body
+        .timezone
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        None => chrono_tz::UTC,
+        Some(t) => prompt::parse_timezone(t).ok_or_else(|| {
+            ApiError::unprocessable(
+                "invalid_timezone",
+                format!("unknown time zone {t:?}; use an IANA name such as Europe/Paris"),
+            )
+        })?,
+    };
+    if state.agent.llm.is_none() {
+        return Err(crate::agent::TurnError::NotConfigured.into());
+    }
+    let key = idempotency_key(&headers)?;
+    let mut resume = false;
+    let mut conversation_id = conversation_id;
+    if let Some(key) = &key {
+        let stale = chrono::Utc::now()
+            - chrono::Duration::from_std(state.agent.limits.turn_timeout * 2)
+                .unwrap_or(chrono::Duration::minutes(2));
+        match state
+            .conversations
+            .idempotency_begin(&user, key, &request_hash(&body), stale)
+            .await?
+        {
+            Idempotency::New => {}
+            Idempotency::Replay { status, body } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                return Ok(json_response(status, body, true));
+            }
+            Idempotency::Mismatch => {
+                return Err(ApiError::unprocessable(
+                    "idempotency_key_reused",
+                    "This Idempotency-Key was used with a different request body.",
+                ));
+            }
+            Idempotency::InProgress => {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "idempotency_in_progress",
+                    "A request with this Idempotency-Key is still being answered.",
+                )
+                .with_retry_after(1));
+            }
+            Idempotency::Resume {
+                conversation_id: stored,
+            } => {
+                if let Some(c) = stored {
+                    conversation_id = Some(c);
+                    resume = true;
+                }
+            }
+        }
+    }
+
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let req = TurnRequest {
+        user: user.clone(),
+        conversation_id,
+        message,
+        timezone,
+        resume,
+        on_stored: Some(tx),
+    };
+    // The turn runs to its end even if the client goes away, so history and leases stay right.
+    let agent = state.agent.clone();
+    let store = state.conversations.clone();
+    let task = tokio::spawn(async move {
+        let key_for_link = key.clone();
+        let user_for_link = req.user.clone();
+        let store_for_link = store.clone();
+        let link = async move {
+            if let (Some(k), Ok(id)) = (key_for_link, rx.await) {
+                if let Err(e) = store_for_link
+                    .idempotency_conversation(&user_for_link, &k, id)
+                    .await
+                {
+                    tracing::warn!(error = %e, "linking an idempotency key to its conversation failed");
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(agent.run(req), link);
+        let (status, body) = match result {
+            Ok(answer) => (
+                StatusCode::OK,
+                serde_json::to_string(&answer).unwrap_or_default(),
+            ),
+            Err(e) => {
+                let err: ApiError = e.into();
+                if let Some(k) = &key {
+                    let _ = store.idempotency_finish(&user, k, None).await;
+                }
+                return Err(err);
+            }
+        };
+        if let Some(k) = &key {
+            if let Err(e) = store
+                .idempotency_finish(&user, k, Some((status.as_u16(), &body)))
+                .await
+            {
+                tracing::warn!(error = %e, "storing an idempotent answer failed");
+            }
+        }
+        Ok((status, body))
+    });
+    match task.await {
+        Ok(Ok((status, body))) => Ok(json_response(status, body, false)),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(ApiError::internal("chat turn panicked", &e)),
+    }
+}
+
+/// Paging query.
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+fn page(p: &Page) -> Result<(u32, u32), ApiError> {
+    validate_page(p.limit, p.offset).map_err(|e| ApiError::unprocessable("invalid_page", e.0))
+}
+
+/// `GET /api/{user_id}/conversations`.
+pub async fn conversations(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Query(p): Query<Page>,
+) -> Result<Response, ApiError> {
+    let user = valid_user(&user_id)?;
+    let (limit, offset) = page(&p)?;
+    let list = state.conversations.list(&user, limit, offset).await?;
+    Ok(axum::Json(serde_json::json!({ "conversations": list })).into_response())
+}
+
+/// Query of the messages endpoint.
+#[derive(Debug, Deserialize)]
+pub struct MessagesQuery {
+    /// Only messages after this sequence number.
+    pub after: Option<i64>,
+    pub limit: Option<u32>,
+}
+
+/// `GET /api/{user_id}/conversations/{id}/messages`.
+pub async fn messages(
+    State(state): State<AppState>,
+    Path((user_id, id)): Path<(String, String)>,
+    Query(q): Query<MessagesQuery>,
+) -> Result<Response, ApiError> {
+    let user = valid_user(&user_id)?;
+    let id = parse_id(&id)?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > 500 {
+        return Err(ApiError::unprocessable(
+            "invalid_page",
+            "limit must be between 1 and 500",
+        ));
+    }
+    let msgs = state
+        .conversations
+        .messages(&user, id, q.after.unwrap_or(0), limit)
+        .await?;
+    Ok(axum::Json(serde_json::json!({ "conversation_id": id, "messages": msgs })).into_response())
+}
+
+/// Query of the tasks endpoint.
+#[derive(Debug, Deserialize)]
+pub struct TasksQuery {
+    pub status: Option<StatusFilter>,
+    pub query: Option<String>,
+    pub tag: Option<String>,
+    pub limit: Option<u32>,
+    pub offset: Option<u32>,
+}
+
+/// `GET /api/{user_id}/tasks`.
+pub async fn tasks(
+    State(state): State<AppState>,
+    Path(user_id): Path<String>,
+    Query(q): Query<TasksQuery>,
+) -> Result<Response, ApiError> {
+    let user = valid_user(&user_id)?;
+    let (limit, offset) = page(&Page {
+        limit: q.limit,
+        offset: q.offset,
+    })?;
+    let invalid = |e: todo_mcp::tasks::InvalidInput| ApiError::unprocessable("invalid_filter", e.0);
+    let filter = ListFilter {
+        status: q.status.unwrap_or_default(),
+        query: q
+            .query
+            .as_deref()
+            .map(validate_query)
+            .transpose()
+            .map_err(invalid)?
+            .flatten(),
+        tag: q
+            .tag
+            .as_deref()
+            .map(normalize_tag)
+            .transpose()
+            .map_err(invalid)?,
+        due_before: None,
+        due_after: None,
+        limit,
+        offset,
+    };
+    let page = state
+        .agent
+        .tasks
+        .list(&user, &filter)
+        .await
+        .map_err(|e| ApiError::unavailable("listing tasks failed", &e))?;
+    Ok(axum::Json(page).into_response())
+}
+
+/// `GET /healthz`: the process is alive.
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// `GET /readyz`: the database answers.
+pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
+    state
+        .db
+        .ping()
+        .await
+        .map_err(|e| ApiError::unavailable("readiness check failed", &e))?;
+    Ok("ready")
+}

@@ -1,0 +1,171 @@
+//! The one error shape of the API: `{"error": {"code", "message"}}` with the fitting status.
+//! Internal detail is logged, never sent.
+
+use axum::extract::FromRequest;
+use axum::extract::rejection::JsonRejection;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::agent::TurnError;
+use crate::agent::llm::LlmError;
+
+/// An API error.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// A failure whose detail must stay in the logs.
+    pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "Something went wrong on our side.",
+        )
+    }
+
+    pub fn unavailable(context: &str, err: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %err, "{context}");
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "The service cannot reach its database right now; try again shortly.",
+        )
+        .with_retry_after(2)
+    }
+
+    /// The body this error answers with.
+    pub fn body(&self) -> serde_json::Value {
+        json!({ "error": { "code": self.code, "message": self.message } })
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut resp = (self.status, axum::Json(self.body())).into_response();
+        if let Some(s) = self.retry_after {
+            if let Ok(v) = HeaderValue::from_str(&s.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        match e {
+            crate::store::StoreError::NotFound => ApiError::not_found("conversation"),
+            crate::store::StoreError::Database(d) => {
+                ApiError::unavailable("database call failed", &d)
+            }
+        }
+    }
+}
+
+impl From<TurnError> for ApiError {
+    fn from(e: TurnError) -> Self {
+        use StatusCode as S;
+        match e {
+            TurnError::NotFound => ApiError::not_found("conversation"),
+            TurnError::Busy => ApiError::new(
+                S::CONFLICT,
+                "conversation_busy",
+                "Another message of this conversation is still being answered; send this one when it is done.",
+            )
+            .with_retry_after(1),
+            TurnError::NotConfigured => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "llm_not_configured",
+                "No language model is configured: set OPENAI_API_KEY, OPENAI_BASE_URL and LLM_MODEL.",
+            ),
+            TurnError::Timeout => ApiError::new(
+                S::GATEWAY_TIMEOUT,
+                "llm_timeout",
+                "The language model did not answer in time. Your message was saved; send it again to retry.",
+            ),
+            TurnError::Llm(LlmError::RateLimited) => ApiError::new(
+                S::SERVICE_UNAVAILABLE,
+                "llm_rate_limited",
+                "The language model is rate limited. Your message was saved; try again shortly.",
+            )
+            .with_retry_after(10),
+            TurnError::Llm(LlmError::Unavailable(why)) => {
+                tracing::warn!(%why, "language model unavailable");
+                ApiError::new(
+                    S::BAD_GATEWAY,
+                    "llm_unavailable",
+                    "The language model could not be reached. Your message was saved; try again shortly.",
+                )
+            }
+            TurnError::Llm(LlmError::Rejected { status, message }) => {
+                tracing::error!(status, %message, "language model rejected the request");
+                ApiError::new(
+                    S::BAD_GATEWAY,
+                    "llm_rejected",
+                    format!("The language model refused the request (HTTP {status}); check the LLM settings."),
+                )
+            }
+            TurnError::Llm(LlmError::BadReply(why)) => {
+                tracing::error!(%why, "language model reply unusable");
+                ApiError::new(S::BAD_GATEWAY, "llm_bad_reply", "The language model sent a reply that could not be used.")
+            }
+            TurnError::Store(e) => e.into(),
+            TurnError::Tools(e) => ApiError::unavailable("tools unreachable", &format!("{e:#}")),
+        }
+    }
+}
+
+/// `Json` whose rejections use the API's error shape.
+#[derive(Debug, Clone, Copy, Default, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub struct ApiJson<T>(pub T);
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+            _ => "malformed_body",
+        };
+        ApiError::new(status, code, r.body_text())
+    }
+}

@@ -1,0 +1,4 @@
+DROP TABLE tool_executions;
+DROP TABLE idempotency_keys;
+DROP TABLE messages;
+DROP TABLE conversations;
