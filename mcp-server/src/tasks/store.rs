@@ -81,9 +81,10 @@ impl ListSql {
                 " AND (lower(title) LIKE ${p} ESCAPE '\\' OR lower(COALESCE(description, '')) LIKE ${p} ESCAPE '\\')"
             ));
         }
-        let tag = f.tag.as_ref().map(|t| format!("%,{t},%"));
+        // Tags may hold `_`, a LIKE wildcard: escape it so "home_2" never matches "home-2".
+        let tag = f.tag.as_ref().map(|t| like_pattern(&format!(",{t},")));
         if tag.is_some() {
-            sql.push_str(&format!(" AND tags LIKE ${}", next()));
+            sql.push_str(&format!(" AND tags LIKE ${} ESCAPE '\\'", next()));
         }
         if f.due_before.is_some() {
             sql.push_str(&format!(" AND due_at < ${}", next()));
