@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,7 +12,7 @@ use todo_mcp::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, va
 use uuid::Uuid;
 
 use crate::agent::{Agent, TurnRequest, prompt};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::store::{ConversationStore, Idempotency};
 
 /// Shared state of the handlers.
@@ -256,7 +256,7 @@ fn page(p: &Page) -> Result<(u32, u32), ApiError> {
 pub async fn conversations(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-    Query(p): Query<Page>,
+    ApiQuery(p): ApiQuery<Page>,
 ) -> Result<Response, ApiError> {
     let user = valid_user(&user_id)?;
     let (limit, offset) = page(&p)?;
@@ -276,7 +276,7 @@ pub struct MessagesQuery {
 pub async fn messages(
     State(state): State<AppState>,
     Path((user_id, id)): Path<(String, String)>,
-    Query(q): Query<MessagesQuery>,
+    ApiQuery(q): ApiQuery<MessagesQuery>,
 ) -> Result<Response, ApiError> {
     let user = valid_user(&user_id)?;
     let id = parse_id(&id)?;
@@ -308,7 +308,7 @@ pub struct TasksQuery {
 pub async fn tasks(
     State(state): State<AppState>,
     Path(user_id): Path<String>,
-    Query(q): Query<TasksQuery>,
+    ApiQuery(q): ApiQuery<TasksQuery>,
 ) -> Result<Response, ApiError> {
     let user = valid_user(&user_id)?;
     let (limit, offset) = page(&Page {

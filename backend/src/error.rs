@@ -1,8 +1,8 @@
 //! The one error shape of the API: `{"error": {"code", "message"}}` with the fitting status.
 //! Internal detail is logged, never sent.
 
-use axum::extract::FromRequest;
-use axum::extract::rejection::JsonRejection;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -167,5 +167,16 @@ impl From<JsonRejection> for ApiError {
             _ => "malformed_body",
         };
         ApiError::new(status, code, r.body_text())
+    }
+}
+
+/// `Query` whose rejections use the API's error shape.
+#[derive(Debug, Clone, Copy, Default, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct ApiQuery<T>(pub T);
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", r.body_text())
     }
 }

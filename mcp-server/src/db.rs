@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use sqlx::ConnectOptions;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
@@ -104,13 +105,11 @@ impl Database {
             let options = PgConnectOptions::from_str(&url)
                 .with_context(|| format!("invalid DATABASE_URL {}", redact_url(&url)))?
                 .application_name("todo-agent");
-            let pool = retry_connect(&url, opts, || {
-                PgPoolOptions::new()
-                    .max_connections(opts.max_connections)
-                    .acquire_timeout(opts.acquire_timeout)
-                    .connect_with(options.clone())
-            })
-            .await?;
+            retry_connect(&url, opts, || options.connect()).await?;
+            let pool = PgPoolOptions::new()
+                .max_connections(opts.max_connections)
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_lazy_with(options);
             Ok(Database::Postgres(pool))
         } else if url.starts_with("sqlite:") {
             let mut options = SqliteConnectOptions::from_str(&url)
@@ -135,24 +134,21 @@ impl Database {
             } else {
                 opts.max_connections.min(8)
             };
-            let pool = retry_connect(&url, opts, || {
-                SqlitePoolOptions::new()
-                    .max_connections(max)
-                    .min_connections(u32::from(in_memory))
-                    .idle_timeout(if in_memory {
-                        None
-                    } else {
-                        Some(Duration::from_secs(600))
-                    })
-                    .max_lifetime(if in_memory {
-                        None
-                    } else {
-                        Some(Duration::from_secs(1800))
-                    })
-                    .acquire_timeout(opts.acquire_timeout)
-                    .connect_with(options.clone())
-            })
-            .await?;
+            // The in-memory database would not outlive a probe connection; a file is probed
+            // so a locked or unreadable file is reported clearly.
+            if !in_memory {
+                retry_connect(&url, opts, || options.connect()).await?;
+            }
+            let lifetime = |d: u64| (!in_memory).then(|| Duration::from_secs(d));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(max)
+                .min_connections(u32::from(in_memory))
+                .idle_timeout(lifetime(600))
+                .max_lifetime(lifetime(1800))
+                .acquire_timeout(opts.acquire_timeout)
+                .connect_with(options)
+                .await
+                .with_context(|| format!("cannot open the database at {url}"))?;
             Ok(Database::Sqlite(pool))
         } else {
             bail!(
@@ -238,16 +234,22 @@ impl Database {
     }
 }
 
-async fn retry_connect<P, F, Fut>(url: &str, opts: &DbOptions, mut attempt: F) -> anyhow::Result<P>
+/// Opens single connections until one succeeds (dropping it), so that start-up reports the
+/// real cause ("connection refused") rather than a pool time-out.
+async fn retry_connect<C, F, Fut>(url: &str, opts: &DbOptions, mut attempt: F) -> anyhow::Result<()>
 where
+    C: sqlx::Connection,
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<P, sqlx::Error>>,
+    Fut: std::future::Future<Output = Result<C, sqlx::Error>>,
 {
     let deadline = tokio::time::Instant::now() + opts.connect_retry_for;
     let mut delay = Duration::from_millis(200);
     loop {
         match attempt().await {
-            Ok(p) => return Ok(p),
+            Ok(c) => {
+                let _ = c.close().await;
+                return Ok(());
+            }
             Err(e) if is_transient(&e) && tokio::time::Instant::now() + delay < deadline => {
                 tracing::warn!(database = %redact_url(url), error = %e, "database not reachable yet; retrying");
                 tokio::time::sleep(delay).await;

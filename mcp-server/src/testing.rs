@@ -137,7 +137,10 @@ mod tests {
     #[test]
     fn database_names_are_swapped_keeping_options() {
         assert_eq!(
-            replace_db_name("postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable", "t_1"),
+            replace_db_name(
+                "postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable",
+                "t_1"
+            ),
             "postgres://u:p@127.0.0.1:5432/t_1?sslmode=disable"
         );
         assert_eq!(replace_db_name("postgres://h", "t_1"), "postgres://h/t_1");

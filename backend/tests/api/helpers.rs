@@ -1,0 +1,266 @@
+//! Test harness: the real application on port 0 with a fresh database and a wiremock
+//! server speaking the chat-completions wire format in place of the LLM.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use todo_backend::agent::TurnLimits;
+use todo_backend::agent::llm::LlmConfig;
+use todo_backend::app;
+use todo_backend::config::Settings;
+use todo_mcp::testing::{Kind, TestDb};
+use tokio_util::sync::CancellationToken;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
+
+pub struct TestApp {
+    pub address: String,
+    pub llm: MockServer,
+    pub client: reqwest::Client,
+    pub db: Option<TestDb>,
+    shutdown: CancellationToken,
+}
+
+/// Options for [`spawn_app_with`].
+pub struct Options {
+    pub llm_configured: bool,
+    pub limits: TurnLimits,
+    pub max_retries: usize,
+    pub max_message_chars: usize,
+    pub max_body_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            llm_configured: true,
+            limits: TurnLimits {
+                turn_timeout: Duration::from_secs(10),
+                ..TurnLimits::default()
+            },
+            max_retries: 2,
+            max_message_chars: 4000,
+            max_body_bytes: 64 * 1024,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+pub async fn spawn_app(kind: Kind) -> Option<TestApp> {
+    spawn_app_with(kind, Options::default()).await
+}
+
+/// Starts the application; `None` when PostgreSQL is not available outside CI.
+pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
+    let db = TestDb::new(kind).await.expect("test database")?;
+    let llm = MockServer::start().await;
+    let settings = Settings {
+        database_url: Some(db.url.clone()),
+        llm: o.llm_configured.then(|| LlmConfig {
+            base_url: format!("{}/v1", llm.uri()),
+            api_key: "sk-test-secret".into(),
+            model: "test-model".into(),
+            max_tokens: 512,
+            request_timeout: o.request_timeout,
+            max_retries: o.max_retries,
+            max_retry_wait: Duration::from_secs(2),
+        }),
+        mcp_server_url: None,
+        prompt: "You manage tasks.".into(),
+        limits: o.limits,
+        max_message_chars: o.max_message_chars,
+        max_body_bytes: o.max_body_bytes,
+    };
+    let state = app::build_state(&settings).await.expect("app state");
+    let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+    let address = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    let router = app::router(state, settings.max_body_bytes);
+    tokio::spawn(app::serve(listener, router, shutdown.clone()));
+    Some(TestApp {
+        address,
+        llm,
+        client: reqwest::Client::new(),
+        db: Some(db),
+        shutdown,
+    })
+}
+
+impl TestApp {
+    pub async fn chat(&self, user: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/{user}/chat", self.address))
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn chat_with_key(&self, user: &str, key: &str, body: Value) -> reqwest::Response {
+        self.client
+            .post(format!("{}/api/{user}/chat", self.address))
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}{path}", self.address))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// Bodies of the chat-completion requests the mock LLM received.
+    pub async fn llm_requests(&self) -> Vec<Value> {
+        self.llm
+            .received_requests()
+            .await
+            .unwrap_or_default()
+            .iter()
+            .map(|r| r.body_json::<Value>().unwrap())
+            .collect()
+    }
+
+    /// Mounts a responder for every chat completion.
+    pub async fn llm_responds(&self, r: impl Respond + 'static) {
+        Mock::given(method("POST"))
+            .and(path("/v1/chat/completions"))
+            .respond_with(r)
+            .mount(&self.llm)
+            .await;
+    }
+
+    pub async fn cleanup(mut self) {
+        self.shutdown.cancel();
+        if let Some(db) = self.db.take() {
+            db.cleanup().await;
+        }
+    }
+}
+
+/// A completion answering in words.
+pub fn text_reply(text: &str) -> Value {
+    json!({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1_790_000_000, "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 10, "total_tokens": 110}
+    })
+}
+
+/// A completion calling tools: (id, name, arguments as the model's JSON text).
+pub fn tool_reply(calls: &[(&str, &str, &str)]) -> Value {
+    let calls: Vec<Value> = calls
+        .iter()
+        .map(|(id, name, args)| json!({"id": id, "type": "function", "function": {"name": name, "arguments": args}}))
+        .collect();
+    json!({
+        "id": "chatcmpl-2", "object": "chat.completion", "created": 1_790_000_000, "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": calls}, "finish_reason": "tool_calls"}],
+        "usage": {"prompt_tokens": 120, "completion_tokens": 20, "total_tokens": 140}
+    })
+}
+
+/// Calls these tools when the last message is the person's; answers `text` after tool results.
+pub struct Script {
+    pub calls: Vec<(String, String, String)>,
+    pub text: String,
+}
+
+impl Script {
+    pub fn new(calls: &[(&str, &str, &str)], text: &str) -> Script {
+        Script {
+            calls: calls
+                .iter()
+                .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+                .collect(),
+            text: text.into(),
+        }
+    }
+}
+
+impl Respond for Script {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = req.body_json().unwrap_or(Value::Null);
+        let last_role = body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["role"].as_str())
+            .unwrap_or("")
+            .to_string();
+        if last_role == "tool" || self.calls.is_empty() {
+            ResponseTemplate::new(200).set_body_json(text_reply(&self.text))
+        } else {
+            let calls: Vec<(&str, &str, &str)> = self
+                .calls
+                .iter()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+                .collect();
+            ResponseTemplate::new(200).set_body_json(tool_reply(&calls))
+        }
+    }
+}
+
+/// Checks the invariant the chat-completions API enforces on a message list.
+pub fn assert_valid_sequence(messages: &Value) {
+    let msgs = messages.as_array().expect("messages array");
+    let mut k = 0;
+    while k < msgs.len() {
+        let m = &msgs[k];
+        if m["role"] == "assistant" {
+            if let Some(calls) = m["tool_calls"].as_array() {
+                for (j, c) in calls.iter().enumerate() {
+                    let t = &msgs[k + 1 + j];
+                    assert_eq!(
+                        t["role"], "tool",
+                        "call {} unanswered in {messages}",
+                        c["id"]
+                    );
+                    assert_eq!(
+                        t["tool_call_id"], c["id"],
+                        "answer out of order in {messages}"
+                    );
+                }
+                k += 1 + calls.len();
+                continue;
+            }
+        }
+        assert_ne!(
+            m["role"], "tool",
+            "orphan tool message at {k} in {messages}"
+        );
+        k += 1;
+    }
+}
+
+/// Runs a test body against both stores.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() {
+                if let Some(app) = spawn_app(Kind::Sqlite).await {
+                    ($body)(app).await;
+                }
+            }
+            #[tokio::test]
+            async fn postgres() {
+                if let Some(app) = spawn_app(Kind::Postgres).await {
+                    ($body)(app).await;
+                }
+            }
+        }
+    };
+}
