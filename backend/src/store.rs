@@ -243,6 +243,18 @@ macro_rules! sql_conversation_store {
                 })
             }
 
+            async fn owns(&self, user: &str, id: Uuid) -> Result<bool, sqlx::Error> {
+                // COUNT(*) is a 64-bit integer in both dialects.
+                let n: i64 = sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM conversations WHERE id = $1 AND user_id = $2",
+                )
+                .bind(id.to_string())
+                .bind(user)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(n > 0)
+            }
+
             fn conversation(r: &$row) -> Result<Conversation, sqlx::Error> {
                 let id: String = r.try_get("id")?;
                 Ok(Conversation {
@@ -290,14 +302,7 @@ macro_rules! sql_conversation_store {
                 if taken == 1 {
                     return Ok(Lease::Acquired);
                 }
-                let exists: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2",
-                )
-                .bind(id.to_string())
-                .bind(user)
-                .fetch_optional(&self.pool)
-                .await?;
-                Ok(if exists.is_some() { Lease::Busy } else { Lease::NotFound })
+                Ok(if self.owns(user, id).await? { Lease::Busy } else { Lease::NotFound })
             }
 
             async fn release(&self, id: Uuid, lease: &str) -> Result<(), StoreError> {
@@ -387,14 +392,7 @@ macro_rules! sql_conversation_store {
             }
 
             async fn messages(&self, user: &str, id: Uuid, after_seq: i64, limit: u32) -> Result<Vec<Message>, StoreError> {
-                let owned: Option<i64> = sqlx::query_scalar(
-                    "SELECT 1 FROM conversations WHERE id = $1 AND user_id = $2",
-                )
-                .bind(id.to_string())
-                .bind(user)
-                .fetch_optional(&self.pool)
-                .await?;
-                if owned.is_none() {
+                if !self.owns(user, id).await? {
                     return Err(StoreError::NotFound);
                 }
                 let rows = sqlx::query(concat!(

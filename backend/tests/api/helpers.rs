@@ -117,8 +117,10 @@ impl TestApp {
 
     pub async fn get_json(&self, path: &str) -> Value {
         let r = self.get(path).await;
-        assert_eq!(r.status(), 200, "GET {path}");
-        r.json().await.unwrap()
+        let status = r.status();
+        let body = r.text().await.unwrap_or_default();
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body).unwrap()
     }
 
     /// Bodies of the chat-completion requests the mock LLM received.
