@@ -9,6 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use todo_mcp::db::Database;
 use todo_mcp::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, validate_query};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent::{Agent, TurnRequest, prompt};
@@ -22,6 +23,7 @@ pub struct AppState {
     pub agent: Arc<Agent>,
     pub conversations: Arc<dyn ConversationStore>,
     pub max_message_chars: usize,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Checks a user id from the path.
@@ -196,7 +198,9 @@ pub async fn chat(
     // The turn runs to its end even if the client goes away, so history and leases stay right.
     let agent = state.agent.clone();
     let store = state.conversations.clone();
-    let task = tokio::spawn(async move {
+    let metrics = state.metrics.clone();
+    let task = tokio::spawn(
+        async move {
         let key_for_link = key.clone();
         let user_for_link = req.user.clone();
         let store_for_link = store.clone();
@@ -211,6 +215,14 @@ pub async fn chat(
             }
         };
         let (result, ()) = tokio::join!(agent.run(req), link);
+        metrics.observe_turn(match &result {
+            Ok(_) => "ok",
+            Err(crate::agent::TurnError::NotFound) => "not_found",
+            Err(crate::agent::TurnError::Busy) => "busy",
+            Err(crate::agent::TurnError::Timeout) => "timeout",
+            Err(crate::agent::TurnError::Llm(_)) => "llm_error",
+            Err(_) => "error",
+        });
         let (status, body) = match result {
             Ok(answer) => (
                 StatusCode::OK,
@@ -233,7 +245,9 @@ pub async fn chat(
             }
         }
         Ok((status, body))
-    });
+    }
+        .instrument(tracing::Span::current()),
+    );
     match task.await {
         Ok(Ok((status, body))) => Ok(json_response(status, body, false)),
         Ok(Err(e)) => Err(e),
@@ -343,6 +357,19 @@ pub async fn tasks(
         .await
         .map_err(|e| ApiError::unavailable("listing tasks failed", &e))?;
     Ok(axum::Json(page).into_response())
+}
+
+/// `GET /metrics`: Prometheus text exposition.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let body = state.metrics.render(state.db.pool_stats());
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
 }
 
 /// `GET /healthz`: the process is alive.

@@ -17,7 +17,9 @@ use crate::agent::toolbox::Toolbox;
 use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
 use crate::store::conversation_store;
+use crate::telemetry;
 
 /// Connects the database (migrating it) and assembles the state.
 pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
@@ -38,6 +40,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         }
     };
     let conversations = conversation_store(&db);
+    let metrics = Arc::new(Metrics::new());
     let agent = Agent {
         llm,
         toolbox,
@@ -45,12 +48,14 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         tasks,
         prompt: settings.prompt.clone(),
         limits: settings.limits.clone(),
+        metrics: metrics.clone(),
     };
     Ok(AppState {
         db,
         agent: Arc::new(agent),
         conversations,
         max_message_chars: settings.max_message_chars,
+        metrics,
     })
 }
 
@@ -66,6 +71,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/api/{user_id}/tasks", get(api::tasks))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
+        .route("/metrics", get(api::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            telemetry::track,
+        ))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

@@ -6,4 +6,6 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod store;
+pub mod telemetry;

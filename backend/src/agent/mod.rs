@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use self::llm::{Completion, Llm, LlmError, WireFunction, WireMessage, WireToolCall};
 use self::toolbox::{ToolOutcome, ToolSession, Toolbox};
+use crate::metrics::Metrics;
 use crate::store::{
     ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
 };
@@ -110,6 +111,7 @@ pub struct Agent {
     pub tasks: Arc<dyn TaskStore>,
     pub prompt: String,
     pub limits: TurnLimits,
+    pub metrics: Arc<Metrics>,
 }
 
 fn title_from(message: &str) -> String {
@@ -234,9 +236,23 @@ impl Agent {
             } else {
                 self.toolbox.functions()
             };
-            let c = tokio::time::timeout_at(deadline.into(), llm.complete(&messages, tools))
-                .await
-                .map_err(|_| TurnError::Timeout)??;
+            let started = Instant::now();
+            let c = tokio::time::timeout_at(deadline.into(), llm.complete(&messages, tools)).await;
+            let outcome = match &c {
+                Err(_) => "timeout",
+                Ok(Ok(_)) => "ok",
+                Ok(Err(LlmError::RateLimited)) => "rate_limited",
+                Ok(Err(LlmError::Unavailable(_))) => "unavailable",
+                Ok(Err(LlmError::Rejected { .. })) => "rejected",
+                Ok(Err(LlmError::BadReply(_))) => "bad_reply",
+            };
+            let (p, k) = match &c {
+                Ok(Ok(c)) => (c.prompt_tokens, c.completion_tokens),
+                _ => (0, 0),
+            };
+            self.metrics
+                .observe_llm(llm.model(), outcome, started.elapsed(), p, k);
+            let c = c.map_err(|_| TurnError::Timeout)??;
             if c.tool_calls.is_empty() || last_round {
                 return self.finish(id, c, reports).await;
             }
@@ -345,6 +361,8 @@ impl Agent {
                 }
             };
             let elapsed = started.elapsed();
+            self.metrics
+                .observe_tool(&call.name, outcome.is_error, elapsed);
             let audit = ToolExecution {
                 user_id: user.to_string(),
                 conversation_id: Some(id),

@@ -3,4 +3,5 @@
 mod chat;
 mod failures;
 mod helpers;
+mod observability;
 mod validation;
