@@ -44,9 +44,11 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 }
 
 /// Body of `POST /api/{user_id}/chat`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ChatBody {
+    /// What the person said (1 to MAX_MESSAGE_CHARS characters after trimming).
     pub message: String,
+    /// Continue this conversation (a UUID); omit to start a new one.
     #[serde(default)]
     pub conversation_id: Option<String>,
     /// IANA time zone of the person, e.g. "Europe/Paris" (default UTC).
@@ -255,6 +257,19 @@ pub async fn chat(
     }
 }
 
+/// A page of conversations.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct ConversationList {
+    pub conversations: Vec<crate::store::Conversation>,
+}
+
+/// Messages of one conversation, oldest first.
+#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
+pub struct MessageList {
+    pub conversation_id: Uuid,
+    pub messages: Vec<crate::store::Message>,
+}
+
 /// Paging query.
 #[derive(Debug, Deserialize)]
 pub struct Page {
@@ -275,7 +290,10 @@ pub async fn conversations(
     let user = valid_user(&user_id)?;
     let (limit, offset) = page(&p)?;
     let list = state.conversations.list(&user, limit, offset).await?;
-    Ok(axum::Json(serde_json::json!({ "conversations": list })).into_response())
+    Ok(axum::Json(ConversationList {
+        conversations: list,
+    })
+    .into_response())
 }
 
 /// Query of the messages endpoint.
@@ -305,7 +323,11 @@ pub async fn messages(
         .conversations
         .messages(&user, id, q.after.unwrap_or(0), limit)
         .await?;
-    Ok(axum::Json(serde_json::json!({ "conversation_id": id, "messages": msgs })).into_response())
+    Ok(axum::Json(MessageList {
+        conversation_id: id,
+        messages: msgs,
+    })
+    .into_response())
 }
 
 /// Query of the tasks endpoint.
@@ -357,6 +379,17 @@ pub async fn tasks(
         .await
         .map_err(|e| ApiError::unavailable("listing tasks failed", &e))?;
     Ok(axum::Json(page).into_response())
+}
+
+/// `GET /openapi.json`: the API description.
+pub async fn openapi() -> Response {
+    static DOC: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::openapi::document().to_string());
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        DOC.as_str(),
+    )
+        .into_response()
 }
 
 /// `GET /metrics`: Prometheus text exposition.

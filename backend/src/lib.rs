@@ -7,5 +7,6 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod metrics;
+pub mod openapi;
 pub mod store;
 pub mod telemetry;

@@ -21,7 +21,7 @@ pub enum StoreError {
 }
 
 /// Who wrote a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     User,
@@ -48,7 +48,7 @@ impl Role {
 }
 
 /// A tool call as the model asked for it; `arguments` is the model's JSON text, kept verbatim.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ToolCallRecord {
     pub id: String,
     pub name: String,
@@ -69,7 +69,7 @@ pub struct NewMessage {
 }
 
 /// A stored message.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Message {
     pub seq: i64,
     pub role: Role,
@@ -89,7 +89,7 @@ pub struct Message {
 }
 
 /// A conversation as listed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Conversation {
     pub id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -54,7 +54,7 @@ impl Default for TurnLimits {
 }
 
 /// A tool call of the turn, as answered to the client.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ToolCallReport {
     pub name: String,
     pub arguments: Value,
@@ -63,7 +63,7 @@ pub struct ToolCallReport {
 }
 
 /// The collected answer of a turn.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TurnAnswer {
     pub conversation_id: Uuid,
     pub response: String,
