@@ -1,19 +1,23 @@
 //! `todo-mcp http`: the tools over streamable HTTP at `/mcp`, stateless so any replica
-//! serves any request, with Host and Origin validation and graceful shutdown.
+//! serves any request, with Host and Origin validation and graceful shutdown. With
+//! authentication configured every `/mcp` request carries a verified bearer token whose `sub`
+//! is the caller; the RFC 9728 protected-resource metadata tells clients where to get one.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{AuthError, Verifier, bearer_token};
 use crate::tasks::TaskStore;
 use crate::tools::{Caller, Identity, TaskTools};
 
@@ -27,6 +31,104 @@ pub struct HttpSettings {
     pub allowed_origins: Vec<String>,
     /// The user served when no authentication is configured.
     pub open_user: String,
+    /// Token verification; `None` serves `open_user` unauthenticated (loopback only).
+    pub auth: Option<Verifier>,
+    /// Public base URL (`MCP_PUBLIC_URL`, e.g. `https://mcp.example.com`) named in the
+    /// protected-resource metadata; unset, it is derived from an accepted `Host`.
+    pub public_url: Option<String>,
+    /// Authorization servers named in the metadata (`AUTH_ISSUER`).
+    pub authorization_servers: Vec<String>,
+}
+
+/// Path of the RFC 9728 protected-resource metadata document.
+pub const RESOURCE_METADATA_PATH: &str = "/.well-known/oauth-protected-resource";
+
+/// What the authentication layer needs, shared by every request.
+struct Gate {
+    settings: HttpSettings,
+}
+
+impl Gate {
+    /// The base URL clients reach this server at.
+    fn base_url(&self, headers: &HeaderMap) -> String {
+        if let Some(u) = &self.settings.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| host_allowed(h, &self.settings.allowed_hosts));
+        format!("http://{}", host.unwrap_or("localhost"))
+    }
+
+    fn unauthorized(&self, headers: &HeaderMap, err: &AuthError) -> Response {
+        tracing::debug!(reason = %err, "MCP request refused");
+        let metadata = format!("{}{RESOURCE_METADATA_PATH}", self.base_url(headers));
+        let challenge = err.www_authenticate(&[("resource_metadata", &metadata)]);
+        let body = serde_json::json!({
+            "error": err.oauth_code().unwrap_or("invalid_request"),
+            "error_description": err.to_string(),
+        });
+        let mut resp = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+
+    fn metadata(&self, headers: &HeaderMap) -> Response {
+        if self.settings.auth.is_none() {
+            return StatusCode::NOT_FOUND.into_response();
+        }
+        let base = self.base_url(headers);
+        axum::Json(serde_json::json!({
+            "resource": format!("{base}/mcp"),
+            "authorization_servers": self.settings.authorization_servers,
+            "bearer_methods_supported": ["header"],
+            "resource_name": "todo-mcp",
+        }))
+        .into_response()
+    }
+}
+
+/// Whether a `Host` value (name, optional port) is safe to echo and names an accepted host.
+fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    if host.is_empty()
+        || host.len() > 255
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return false;
+    }
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
+/// Names the caller of an `/mcp` request: the verified `sub`, or the open user.
+async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response {
+    let caller = match &gate.settings.auth {
+        None => gate.settings.open_user.clone(),
+        Some(verifier) => {
+            let verified = match bearer_token(req.headers()) {
+                Ok(token) => verifier.verify(token).await,
+                Err(e) => Err(e),
+            };
+            match verified {
+                Ok(user) => user.sub,
+                Err(e) => return gate.unauthorized(req.headers(), &e),
+            }
+        }
+    };
+    req.extensions_mut().insert(Caller(caller));
+    next.run(req).await
 }
 
 /// The `/mcp` router (plus `/healthz`) over a store.
@@ -49,20 +151,20 @@ pub fn router(
         Arc::new(NeverSessionManager::default()),
         config,
     );
-    let user = Caller(settings.open_user.clone());
+    let gate = Arc::new(Gate { settings });
+    let for_auth = gate.clone();
+    let metadata = move |headers: HeaderMap| {
+        let gate = gate.clone();
+        async move { gate.metadata(&headers) }
+    };
     Router::new()
         .route_service("/mcp", service)
         .layer(axum::middleware::from_fn(
-            move |mut req: Request, next: Next| {
-                let user = user.clone();
-                async move {
-                    req.extensions_mut().insert(user);
-                    let resp: Response = next.run(req).await;
-                    resp
-                }
-            },
+            move |req: Request, next: Next| authenticate(for_auth.clone(), req, next),
         ))
         .route("/healthz", get(|| async { "ok" }))
+        .route(RESOURCE_METADATA_PATH, get(metadata.clone()))
+        .route(&format!("{RESOURCE_METADATA_PATH}/mcp"), get(metadata))
 }
 
 /// Serves until `shutdown` is cancelled, then drains in-flight requests.

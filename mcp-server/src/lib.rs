@@ -1,6 +1,7 @@
 //! todo-mcp: the task domain, its PostgreSQL and SQLite stores, and the MCP tool server.
 //! The chat backend builds on this library; nothing here knows about the backend.
 
+pub mod auth;
 pub mod db;
 pub mod http;
 pub mod runtime;

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rmcp::ServiceExt;
+use todo_mcp::auth::{self, AuthSettings, Verifier};
 use todo_mcp::db::{Database, DbOptions};
 use todo_mcp::http::{self, HttpSettings};
 use todo_mcp::runtime;
@@ -88,14 +89,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
         }
         Command::Http { bind } => {
-            let auth =
-                std::env::var("AUTH_JWT_SECRET").is_ok() || std::env::var("AUTH_JWKS_URL").is_ok();
-            anyhow::ensure!(
-                !auth,
-                "AUTH_* is set but this build of todo-mcp http has no token verification yet; \
-                 unset it and bind loopback"
-            );
-            runtime::check_open_bind("todo-mcp http", bind, auth)?;
+            let mut auth = AuthSettings::from_env()?;
+            auth.service_secret = auth::secret_from_env("MCP_SERVICE_SECRET")?;
+            runtime::check_open_bind("todo-mcp http", bind, auth.is_configured())?;
+            let verifier = if auth.is_configured() {
+                let v = Verifier::new(&auth)?;
+                tracing::info!(verification = %auth.describe(), "bearer tokens required");
+                v.warm_up().await;
+                Some(v)
+            } else {
+                None
+            };
             let user = user_from_env()?;
             let db = open_db().await?;
             let listener = http::bind(bind).await?;
@@ -107,6 +111,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     allowed_hosts: runtime::allowed_hosts(local),
                     allowed_origins: runtime::allowed_origins(),
                     open_user: user,
+                    auth: verifier,
+                    public_url: std::env::var("MCP_PUBLIC_URL")
+                        .ok()
+                        .filter(|u| !u.trim().is_empty()),
+                    authorization_servers: auth.issuer.into_iter().collect(),
                 },
                 shutdown.clone(),
             );
