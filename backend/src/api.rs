@@ -28,7 +28,8 @@ pub struct AppState {
 
 /// Checks a user id from the path.
 pub fn valid_user(raw: &str) -> Result<String, ApiError> {
-    if raw.is_empty() || raw.len() > 128 || raw.chars().any(char::is_control) {
+    // Counted in characters, as the OpenAPI schema's maxLength is.
+    if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
         return Err(ApiError::bad_request(
             "invalid_user_id",
             "user_id must be 1 to 128 printable characters",
@@ -46,14 +47,22 @@ fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
 /// Body of `POST /api/{user_id}/chat`.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct ChatBody {
-    /// What the person said (1 to MAX_MESSAGE_CHARS characters after trimming).
+    /// What the person said (1 to MAX_MESSAGE_CHARS characters after trimming, 4000 by default).
+    #[schemars(length(min = 1, max = 4000), pattern(r"\S"))]
     pub message: String,
     /// Continue this conversation (a UUID); omit to start a new one.
     #[serde(default)]
+    #[schemars(with = "Option<Uuid>")]
     pub conversation_id: Option<String>,
     /// IANA time zone of the person, e.g. "Europe/Paris" (default UTC).
     #[serde(default)]
+    #[schemars(schema_with = "timezone_schema")]
     pub timezone: Option<String>,
+}
+
+fn timezone_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
+    schemars::json_schema!({ "type": ["string", "null"], "enum": names.into_iter().map(Some).chain([None]).collect::<Vec<_>>() })
 }
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";

@@ -73,7 +73,8 @@ impl Doc {
 fn user_param() -> Value {
     json!({ "name": "user_id", "in": "path", "required": true,
             "description": "The signed-in user (must equal the token's subject)",
-            "schema": { "type": "string", "minLength": 1, "maxLength": 128 } })
+            "schema": { "type": "string", "minLength": 1, "maxLength": 128,
+                        "pattern": r"^[^\u0000-\u001f\u007f-\u009f]+$" } })
 }
 
 fn query_param(name: &str, description: &str, schema: Value) -> Value {

@@ -193,6 +193,7 @@ impl Llm {
     }
 
     /// One chat completion with the given tools (OpenAI function definitions).
+    #[tracing::instrument(name = "llm_call", skip_all, fields(model = %self.config.model, messages = messages.len()))]
     pub async fn complete(
         &self,
         messages: &[WireMessage],

@@ -125,6 +125,7 @@ fn title_from(message: &str) -> String {
 
 impl Agent {
     /// Runs one turn under the conversation's lease.
+    #[tracing::instrument(name = "turn", skip_all, fields(conversation_id = tracing::field::Empty))]
     pub async fn run(&self, mut req: TurnRequest) -> Result<TurnAnswer, TurnError> {
         let llm = self.llm.as_ref().ok_or(TurnError::NotConfigured)?;
         let lease = Uuid::new_v4().to_string();
@@ -149,6 +150,7 @@ impl Agent {
                 id
             }
         };
+        tracing::Span::current().record("conversation_id", tracing::field::display(id));
         let result = self.run_leased(llm, id, &mut req).await;
         if let Err(e) = self.conversations.release(id, &lease).await {
             tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");

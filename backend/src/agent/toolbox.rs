@@ -164,6 +164,7 @@ impl Toolbox {
 
 impl ToolSession {
     /// Calls a tool; every failure becomes an error outcome the model can read.
+    #[tracing::instrument(name = "tool_call", skip(self, args), fields(tool = %name))]
     pub async fn call(&self, name: &str, args: JsonObject) -> ToolOutcome {
         let params = CallToolRequestParams::new(name.to_string()).with_arguments(args);
         match self.client.call_tool(params).await {
