@@ -13,6 +13,7 @@ use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use todo_mcp::tasks::TaskStore;
 use todo_mcp::tools::{Identity, TaskTools};
+use tracing::Instrument;
 
 /// Where the tools run.
 #[derive(Clone)]
@@ -133,11 +134,14 @@ impl Toolbox {
 
     /// Opens a session acting for `user`.
     pub async fn session(&self, user: &str) -> anyhow::Result<ToolSession> {
-        let client = match &self.source {
-            Source::InProcess(store) => {
-                let (client_io, server_io) = tokio::io::duplex(256 * 1024);
-                let tools = TaskTools::new(store.clone(), Identity::Fixed(user.to_string()));
-                tokio::spawn(async move {
+        let client =
+            match &self.source {
+                Source::InProcess(store) => {
+                    let (client_io, server_io) = tokio::io::duplex(256 * 1024);
+                    let tools = TaskTools::new(store.clone(), Identity::Fixed(user.to_string()));
+                    // The server task carries the turn's span, so its database work is logged
+                    // under the request's id.
+                    tokio::spawn(async move {
                     match tools.serve(server_io).await {
                         Ok(running) => {
                             let _ = running.waiting().await;
@@ -146,18 +150,18 @@ impl Toolbox {
                             tracing::warn!(error = %e, "in-process MCP server failed to start")
                         }
                     }
-                });
-                ().serve(client_io)
-                    .await
-                    .context("in-process MCP handshake failed")?
-            }
-            Source::Remote(url) => {
-                let transport = StreamableHttpClientTransport::from_uri(url.as_str());
-                ().serve(transport)
-                    .await
-                    .context("MCP handshake with the remote server failed")?
-            }
-        };
+                }.instrument(tracing::Span::current()));
+                    ().serve(client_io)
+                        .await
+                        .context("in-process MCP handshake failed")?
+                }
+                Source::Remote(url) => {
+                    let transport = StreamableHttpClientTransport::from_uri(url.as_str());
+                    ().serve(transport)
+                        .await
+                        .context("MCP handshake with the remote server failed")?
+                }
+            };
         Ok(ToolSession { client })
     }
 }
