@@ -1,0 +1,188 @@
+//! The real `todo-backend` binary: start-up rules, JSON logs, and graceful shutdown.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+struct Running {
+    child: Child,
+    lines: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+    address: String,
+}
+
+fn command(db_dir: &std::path::Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_todo-backend"));
+    c.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/todo.db", db_dir.display()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    c
+}
+
+async fn start(mut c: Command) -> Running {
+    let mut child = c.spawn().expect("spawn todo-backend");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut r = BufReader::new(stderr).lines();
+        while let Ok(Some(l)) = r.next_line().await {
+            if tx.send(l).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let line = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("todo-backend did not report its address in time")
+            .expect("todo-backend exited before listening");
+        let found = line.find("listening on http://").map(|i| {
+            line[i + "listening on ".len()..]
+                .split(['"', ' '])
+                .next()
+                .unwrap_or("")
+                .to_string()
+        });
+        seen.push(line);
+        if let Some(a) = found {
+            return Running {
+                child,
+                lines: rx,
+                seen,
+                address: a,
+            };
+        }
+    }
+}
+
+impl Running {
+    /// Sends SIGTERM and returns the exit status and every log line.
+    async fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let pid = self.child.id().expect("pid").to_string();
+        let ok = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .expect("no exit within 10 s of SIGTERM")
+            .unwrap();
+        while let Ok(Some(l)) =
+            tokio::time::timeout(Duration::from_secs(2), self.lines.recv()).await
+        {
+            self.seen.push(l);
+        }
+        (status, self.seen)
+    }
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_never_message_contents() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command(dir.path());
+    c.env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .args(["serve", "--bind", "127.0.0.1:0"]);
+    let app = start(c).await;
+    let client = reqwest::Client::new();
+    let marker = "secret-shopping-list-4711";
+    let r = client
+        .post(format!("{}/api/alice/chat", app.address))
+        .header("x-request-id", "req-json-1")
+        .json(&serde_json::json!({ "message": marker }))
+        .send()
+        .await
+        .unwrap();
+    // No model configured: a clean 503 naming the settings.
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["x-request-id"], "req-json-1");
+    let r = client
+        .get(format!("{}/api/alice/tasks", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, lines) = app.stop().await;
+    assert!(status.success(), "exit status {status:?}");
+    assert!(!lines.is_empty());
+    let mut saw_request = false;
+    for l in &lines {
+        let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+        assert!(
+            v.get("level").is_some() && v.get("timestamp").is_some(),
+            "{l}"
+        );
+        if l.contains("req-json-1") {
+            saw_request = true;
+            assert_eq!(v["span"]["route"], "/api/{user_id}/chat", "{l}");
+        }
+        assert!(!l.contains(marker), "message content logged: {l}");
+    }
+    assert!(
+        saw_request,
+        "no log line carried the request id: {lines:#?}"
+    );
+    assert!(lines.iter().any(|l| l.contains("stopped")), "{lines:#?}");
+}
+
+#[tokio::test]
+async fn an_unauthenticated_service_refuses_a_public_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command(dir.path());
+    c.args(["serve", "--bind", "0.0.0.0:0"]);
+    let out = tokio::time::timeout(Duration::from_secs(30), c.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("AUTH_JWT_SECRET"), "{err}");
+}
+
+#[tokio::test]
+async fn a_bad_database_url_is_reported_without_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command(dir.path());
+    c.env("DATABASE_URL", "postgres://app:hunter2@127.0.0.1:1/todo")
+        .env("DATABASE_CONNECT_TIMEOUT_SECS", "1")
+        .args(["migrate"]);
+    let out = tokio::time::timeout(Duration::from_secs(30), c.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to the database"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[tokio::test]
+async fn migrate_creates_the_embedded_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command(dir.path());
+    c.args(["migrate"]);
+    let out = tokio::time::timeout(Duration::from_secs(30), c.output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(dir.path().join("todo.db").exists());
+}
