@@ -24,6 +24,8 @@ pub struct AppState {
     pub conversations: Arc<dyn ConversationStore>,
     pub max_message_chars: usize,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Authentication, rate and concurrency limits.
+    pub access: Arc<crate::access::Access>,
 }
 
 /// Checks a user id from the path.
@@ -120,6 +122,7 @@ pub async fn chat(
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let user = valid_user(&user_id)?;
+    state.access.check_rate(&user)?;
     let message = body.message.trim().to_string();
     if message.is_empty() {
         return Err(ApiError::unprocessable(
@@ -155,6 +158,8 @@ pub async fn chat(
     if state.agent.llm.is_none() {
         return Err(crate::agent::TurnError::NotConfigured.into());
     }
+    // Held by the turn until it ends, even if the client goes away.
+    let turn_slot = state.access.start_turn()?;
     let key = idempotency_key(&headers)?;
     let mut resume = false;
     let mut conversation_id = conversation_id;
@@ -226,6 +231,7 @@ pub async fn chat(
             }
         };
         let (result, ()) = tokio::join!(agent.run(req), link);
+        drop(turn_slot);
         metrics.observe_turn(match &result {
             Ok(_) => "ok",
             Err(crate::agent::TurnError::NotFound) => "not_found",

@@ -7,10 +7,12 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use todo_mcp::auth::ServiceCredential;
 use todo_mcp::db::{Database, DbOptions};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::access::{self, Access};
 use crate::agent::Agent;
 use crate::agent::llm::Llm;
 use crate::agent::toolbox::Toolbox;
@@ -27,9 +29,22 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     db.migrate().await?;
     let tasks = db.task_store();
     let toolbox = match &settings.mcp_server_url {
-        Some(url) => Toolbox::remote(url).await?,
+        Some(url) => {
+            let secret = settings.access.mcp_service_secret.as_ref().context(
+                "MCP_SERVER_URL is set but MCP_SERVICE_SECRET is not: the backend authenticates \
+                 to todo-mcp with a credential signed by that shared secret (set the same value \
+                 on both)",
+            )?;
+            // Valid for one turn: a session is opened per turn.
+            let ttl = settings.limits.turn_timeout + std::time::Duration::from_secs(60);
+            Toolbox::remote(url, ServiceCredential::new(secret, ttl)).await?
+        }
         None => Toolbox::in_process(tasks.clone()).await?,
     };
+    let access = Arc::new(Access::new(&settings.access)?);
+    if let Some(v) = access.verifier() {
+        v.warm_up().await;
+    }
     let llm = match &settings.llm {
         Some(c) => Some(Llm::new(c.clone()).context("building the LLM client")?),
         None => {
@@ -56,12 +71,14 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         conversations,
         max_message_chars: settings.max_message_chars,
         metrics,
+        access,
     })
 }
 
 /// The router.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
-    Router::new()
+    let access = state.access.clone();
+    let router = Router::new()
         .route("/api/{user_id}/chat", post(api::chat))
         .route("/api/{user_id}/conversations", get(api::conversations))
         .route(
@@ -69,6 +86,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(api::messages),
         )
         .route("/api/{user_id}/tasks", get(api::tasks))
+        // Every route above needs a token naming the path's user; those below are public.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            access::require_owner,
+        ))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
@@ -79,7 +101,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         ))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
-        .with_state(state)
+        .with_state(state);
+    access.with_cors(router)
 }
 
 /// Serves on `listener` until `shutdown`, then drains.

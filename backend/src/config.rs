@@ -22,6 +22,8 @@ pub struct Settings {
     pub max_message_chars: usize,
     /// Largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// Authentication, the service credential toward todo-mcp, rate and concurrency limits, CORS.
+    pub access: crate::access::AccessSettings,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -87,6 +89,7 @@ impl Settings {
             limits,
             max_message_chars: parsed("MAX_MESSAGE_CHARS", 4000)?,
             max_body_bytes: parsed("MAX_BODY_BYTES", 64 * 1024)?,
+            access: crate::access::AccessSettings::from_env()?,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! todo-backend: the stateless chat service. HTTP handlers → the agent (one turn: model,
 //! tools, prompt) → the conversation store; tools come from the todo-mcp library over MCP.
 
+pub mod access;
 pub mod agent;
 pub mod api;
 pub mod app;

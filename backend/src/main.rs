@@ -56,10 +56,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
         }
         Command::Serve { bind } => {
-            let auth =
-                std::env::var("AUTH_JWT_SECRET").is_ok() || std::env::var("AUTH_JWKS_URL").is_ok();
-            runtime::check_open_bind("todo-backend", bind, auth)?;
             let settings = Settings::from_env()?;
+            let auth = &settings.access.auth;
+            runtime::check_open_bind("todo-backend", bind, auth.is_configured())?;
+            if auth.is_configured() {
+                tracing::info!(verification = %auth.describe(), "bearer tokens required on /api");
+            }
             let state = app::build_state(&settings).await?;
             let db = state.db.clone();
             let listener = app::bind(bind).await?;

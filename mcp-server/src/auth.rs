@@ -262,7 +262,7 @@ fn hs256(secret: &SecretString) -> PinnedKey {
 
 /// Whether a user id is one we can scope data to: 1 to 128 printable characters.
 pub fn valid_subject(sub: &str) -> bool {
-    !sub.is_empty() && sub.len() <= 128 && !sub.chars().any(char::is_control)
+    !sub.is_empty() && sub.chars().count() <= 128 && !sub.chars().any(char::is_control)
 }
 
 impl Verifier {

@@ -9,8 +9,11 @@ use anyhow::Context;
 use rmcp::model::{CallToolRequestParams, CallToolResult, ContentBlock, JsonObject, Tool};
 use rmcp::service::RunningService;
 use rmcp::transport::StreamableHttpClientTransport;
+use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use rmcp::{RoleClient, ServiceExt};
+use secrecy::ExposeSecret;
 use serde_json::{Value, json};
+use todo_mcp::auth::ServiceCredential;
 use todo_mcp::tasks::TaskStore;
 use todo_mcp::tools::{Identity, TaskTools};
 use tracing::Instrument;
@@ -19,7 +22,8 @@ use tracing::Instrument;
 #[derive(Clone)]
 enum Source {
     InProcess(Arc<dyn TaskStore>),
-    Remote(String),
+    /// A remote server, called with the backend's own credential naming the user.
+    Remote(String, ServiceCredential),
 }
 
 /// The tool catalogue and the way to reach it.
@@ -80,9 +84,9 @@ impl Toolbox {
         Self::discover(Source::InProcess(store)).await
     }
 
-    /// Tools of a remote `todo-mcp http` at `url`.
-    pub async fn remote(url: &str) -> anyhow::Result<Toolbox> {
-        Self::discover(Source::Remote(url.to_string()))
+    /// Tools of a remote `todo-mcp http` at `url`, called with `credential`.
+    pub async fn remote(url: &str, credential: ServiceCredential) -> anyhow::Result<Toolbox> {
+        Self::discover(Source::Remote(url.to_string(), credential))
             .await
             .with_context(|| format!("cannot list the tools of the MCP server at {url}"))
     }
@@ -155,8 +159,13 @@ impl Toolbox {
                         .await
                         .context("in-process MCP handshake failed")?
                 }
-                Source::Remote(url) => {
-                    let transport = StreamableHttpClientTransport::from_uri(url.as_str());
+                Source::Remote(url, credential) => {
+                    // Never the person's own token: a short credential of ours naming them.
+                    let token = credential.token_for(user)?;
+                    let transport = StreamableHttpClientTransport::from_config(
+                        StreamableHttpClientTransportConfig::with_uri(url.as_str())
+                            .auth_header(token.expose_secret()),
+                    );
                     ().serve(transport)
                         .await
                         .context("MCP handshake with the remote server failed")?

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use todo_backend::access::AccessSettings;
 use todo_backend::agent::TurnLimits;
 use todo_backend::agent::llm::LlmConfig;
 use todo_backend::app;
@@ -29,6 +30,9 @@ pub struct Options {
     pub max_message_chars: usize,
     pub max_body_bytes: usize,
     pub request_timeout: Duration,
+    /// Authentication and limits (default: open, as on loopback).
+    pub access: AccessSettings,
+    pub mcp_server_url: Option<String>,
 }
 
 impl Default for Options {
@@ -43,6 +47,8 @@ impl Default for Options {
             max_message_chars: 4000,
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(5),
+            access: AccessSettings::default(),
+            mcp_server_url: None,
         }
     }
 }
@@ -66,11 +72,12 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
             max_retries: o.max_retries,
             max_retry_wait: Duration::from_secs(2),
         }),
-        mcp_server_url: None,
+        mcp_server_url: o.mcp_server_url,
         prompt: "You manage tasks.".into(),
         limits: o.limits,
         max_message_chars: o.max_message_chars,
         max_body_bytes: o.max_body_bytes,
+        access: o.access,
     };
     let state = app::build_state(&settings).await.expect("app state");
     let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
