@@ -109,6 +109,12 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         match e {
             crate::store::StoreError::NotFound => ApiError::not_found("conversation"),
+            crate::store::StoreError::LeaseLost => ApiError::new(
+                StatusCode::CONFLICT,
+                "conversation_busy",
+                "This turn took too long and the conversation moved on; send the message again.",
+            )
+            .with_retry_after(1),
             crate::store::StoreError::Database(d) => {
                 ApiError::unavailable("database call failed", &d)
             }

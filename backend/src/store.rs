@@ -16,6 +16,9 @@ use uuid::Uuid;
 pub enum StoreError {
     #[error("not found")]
     NotFound,
+    /// The turn's lease expired and another turn took the conversation.
+    #[error("the conversation lease was lost")]
+    LeaseLost,
     #[error("database error")]
     Database(#[from] sqlx::Error),
 }
@@ -157,8 +160,15 @@ pub trait ConversationStore: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> Result<Lease, StoreError>;
     async fn release(&self, id: Uuid, lease: &str) -> Result<(), StoreError>;
-    /// Appends messages in order, atomically.
-    async fn append(&self, id: Uuid, msgs: &[NewMessage]) -> Result<Vec<Message>, StoreError>;
+    /// Appends messages in order, atomically, if `lease` still holds the conversation (and
+    /// renews it): a turn that outlived its lease can never interleave with the next one.
+    async fn append(
+        &self,
+        id: Uuid,
+        lease: &str,
+        renew_until: DateTime<Utc>,
+        msgs: &[NewMessage],
+    ) -> Result<Vec<Message>, StoreError>;
     /// The last `limit` messages, oldest first.
     async fn recent(&self, id: Uuid, limit: u32) -> Result<Vec<Message>, StoreError>;
     async fn list(
@@ -317,15 +327,32 @@ macro_rules! sql_conversation_store {
                 Ok(())
             }
 
-            async fn append(&self, id: Uuid, msgs: &[NewMessage]) -> Result<Vec<Message>, StoreError> {
+            async fn append(&self, id: Uuid, lease: &str, renew_until: DateTime<Utc>, msgs: &[NewMessage]) -> Result<Vec<Message>, StoreError> {
                 let mut tx = self.pool.begin().await?;
+                let ts = now();
+                // Checks and renews the lease first; on PostgreSQL this also locks the
+                // conversation row until commit.
+                let held = sqlx::query(
+                    "UPDATE conversations SET updated_at = $3, \
+                     lease_expires_at = CASE WHEN lease_expires_at < $4 THEN $4 ELSE lease_expires_at END \
+                     WHERE id = $1 AND lease_token = $2",
+                )
+                .bind(id.to_string())
+                .bind(lease)
+                .bind(ts)
+                .bind(renew_until)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if held != 1 {
+                    return Err(StoreError::LeaseLost);
+                }
                 let last: Option<i64> =
                     sqlx::query_scalar("SELECT MAX(seq) FROM messages WHERE conversation_id = $1")
                         .bind(id.to_string())
                         .fetch_one(&mut *tx)
                         .await?;
                 let mut seq = last.unwrap_or(0);
-                let ts = now();
                 let mut out = Vec::with_capacity(msgs.len());
                 for m in msgs {
                     seq += 1;
@@ -355,11 +382,6 @@ macro_rules! sql_conversation_store {
                     .await?;
                     out.push(Self::message(&row)?);
                 }
-                sqlx::query("UPDATE conversations SET updated_at = $2 WHERE id = $1")
-                    .bind(id.to_string())
-                    .bind(ts)
-                    .execute(&mut *tx)
-                    .await?;
                 tx.commit().await?;
                 Ok(out)
             }

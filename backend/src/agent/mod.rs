@@ -129,9 +129,7 @@ impl Agent {
     pub async fn run(&self, mut req: TurnRequest) -> Result<TurnAnswer, TurnError> {
         let llm = self.llm.as_ref().ok_or(TurnError::NotConfigured)?;
         let lease = Uuid::new_v4().to_string();
-        let until = Utc::now()
-            + chrono::Duration::from_std(self.limits.turn_timeout + Duration::from_secs(30))
-                .unwrap_or(chrono::Duration::minutes(2));
+        let until = self.lease_until();
         let id = match req.conversation_id {
             Some(id) => match self
                 .conversations
@@ -151,17 +149,25 @@ impl Agent {
             }
         };
         tracing::Span::current().record("conversation_id", tracing::field::display(id));
-        let result = self.run_leased(llm, id, &mut req).await;
+        let result = self.run_leased(llm, id, &lease, &mut req).await;
         if let Err(e) = self.conversations.release(id, &lease).await {
             tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
         }
         result
     }
 
+    /// A lease outlives the turn's model deadline by a margin; every append renews it.
+    fn lease_until(&self) -> DateTime<Utc> {
+        Utc::now()
+            + chrono::Duration::from_std(self.limits.turn_timeout + Duration::from_secs(30))
+                .unwrap_or(chrono::Duration::minutes(2))
+    }
+
     async fn run_leased(
         &self,
         llm: &Llm,
         id: Uuid,
+        lease: &str,
         req: &mut TurnRequest,
     ) -> Result<TurnAnswer, TurnError> {
         let deadline = Instant::now() + self.limits.turn_timeout;
@@ -169,6 +175,8 @@ impl Agent {
             self.conversations
                 .append(
                     id,
+                    lease,
+                    self.lease_until(),
                     &[NewMessage {
                         role: Some(Role::User),
                         content: req.message.clone(),
@@ -213,7 +221,7 @@ impl Agent {
             .await
             .map_err(TurnError::Tools)?;
         let result = self
-            .rounds(llm, id, &req.user, &session, messages, deadline)
+            .rounds(llm, id, lease, &req.user, &session, messages, deadline)
             .await;
         session.close().await;
         result
@@ -223,6 +231,7 @@ impl Agent {
         &self,
         llm: &Llm,
         id: Uuid,
+        lease: &str,
         user: &str,
         session: &ToolSession,
         mut messages: Vec<WireMessage>,
@@ -256,7 +265,7 @@ impl Agent {
                 .observe_llm(llm.model(), outcome, started.elapsed(), p, k);
             let c = c.map_err(|_| TurnError::Timeout)??;
             if c.tool_calls.is_empty() || last_round {
-                return self.finish(id, c, reports).await;
+                return self.finish(id, lease, c, reports).await;
             }
             let (assistant, results) = self
                 .run_calls(id, user, session, &c, &mut reports, &mut destructive)
@@ -278,7 +287,9 @@ impl Agent {
                 ..NewMessage::default()
             }));
             // The call and its answers are stored together: history stays valid.
-            self.conversations.append(id, &to_store).await?;
+            self.conversations
+                .append(id, lease, self.lease_until(), &to_store)
+                .await?;
             messages.push(WireMessage::Assistant {
                 content: c.content.clone(),
                 tool_calls: assistant
@@ -396,6 +407,7 @@ impl Agent {
     async fn finish(
         &self,
         id: Uuid,
+        lease: &str,
         c: Completion,
         reports: Vec<ToolCallReport>,
     ) -> Result<TurnAnswer, TurnError> {
@@ -410,6 +422,8 @@ impl Agent {
             .conversations
             .append(
                 id,
+                lease,
+                self.lease_until(),
                 &[NewMessage {
                     role: Some(Role::Assistant),
                     content: response.clone(),

@@ -4,4 +4,5 @@ mod chat;
 mod failures;
 mod helpers;
 mod observability;
+mod store;
 mod validation;
