@@ -8,8 +8,14 @@ use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr (stdout belongs to the stdio transport); `LOG_FORMAT=json` for JSON lines.
 pub fn init_tracing() {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,rmcp=warn,hyper=warn"));
+    // rmcp logs every in-process session at info; keep it quiet unless asked for by name.
+    let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    for quiet in ["rmcp", "sqlx", "hyper"] {
+        if !directives.contains(quiet) {
+            directives.push_str(&format!(",{quiet}=warn"));
+        }
+    }
+    let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
