@@ -217,11 +217,26 @@ else
     log "cargo-nextest not found; using cargo test"
     runner=(cargo test --workspace --all-targets)
 fi
+# The API fuzzer (schemathesis, driven by the OpenAPI document) runs on a full run only,
+# before the tests so that the test runner's summary stays the last word.
+fuzz_status=0
+if [ "$#" -eq 0 ] && [ -z "${SKIP_FUZZ:-}" ]; then
+    log "building the binaries for the API fuzzer"
+    cargo build --workspace --bins
+    log "running: scripts/fuzz-api.sh"
+    set +e
+    ./scripts/fuzz-api.sh
+    fuzz_status=$?
+    set -e
+    [ "$fuzz_status" -eq 0 ] || log "API fuzzing failed (exit status $fuzz_status)"
+fi
+
 log "running: ${runner[*]} $*"
 set +e
 "${runner[@]}" "$@"
 status=$?
 set -e
+[ "$status" -ne 0 ] || status=$fuzz_status
 if [ "$status" -eq 0 ]; then
     log "tests passed"
 else

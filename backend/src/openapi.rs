@@ -23,17 +23,24 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/openapi.json"),
 ];
 
+/// Responses are described as serialised (fields skipped when empty are optional); request
+/// inputs as deserialised (fields with defaults are optional).
 struct Doc {
-    generator: SchemaGenerator,
+    output: SchemaGenerator,
+    input: SchemaGenerator,
 }
 
 impl Doc {
-    fn schema<T: JsonSchema>(&mut self) -> Value {
-        self.generator.subschema_for::<T>().to_value()
+    fn input<T: JsonSchema>(&mut self) -> Value {
+        self.input.subschema_for::<T>().to_value()
+    }
+
+    fn json_input<T: JsonSchema>(&mut self) -> Value {
+        json!({ "application/json": { "schema": self.input::<T>() } })
     }
 
     fn json_content<T: JsonSchema>(&mut self) -> Value {
-        json!({ "application/json": { "schema": self.schema::<T>() } })
+        json!({ "application/json": { "schema": self.output.subschema_for::<T>().to_value() } })
     }
 
     fn errors(&mut self, statuses: &[u16]) -> Map<String, Value> {
@@ -106,7 +113,8 @@ pub fn document() -> Value {
         s.definitions_path = "/components/schemas".into();
     });
     let mut d = Doc {
-        generator: settings.into_generator(),
+        output: settings.clone().for_serialize().into_generator(),
+        input: settings.for_deserialize().into_generator(),
     };
     let api_errors = [400, 401, 403, 422, 500, 503];
     let security = json!([{ "bearerAuth": [] }]);
@@ -128,7 +136,7 @@ pub fn document() -> Value {
             "description": "A retried request with the same key returns the stored answer without running the model or any tool again",
             "schema": { "type": "string", "minLength": 1, "maxLength": 255 }
         }],
-        "requestBody": { "required": true, "content": d.json_content::<ChatBody>() },
+        "requestBody": { "required": true, "content": d.json_input::<ChatBody>() },
         "responses": chat_responses,
     });
 
@@ -163,7 +171,7 @@ pub fn document() -> Value {
         query_param(
             "status",
             "Which tasks",
-            d.schema::<todo_mcp::tasks::StatusFilter>(),
+            d.input::<todo_mcp::tasks::StatusFilter>(),
         ),
         query_param(
             "query",
@@ -186,7 +194,14 @@ pub fn document() -> Value {
     let mut ready = text_ok("The database answers");
     ready.as_object_mut().map(|m| m.extend(d.errors(&[503])));
 
-    let schemas = d.generator.take_definitions(true);
+    let mut schemas = d.output.take_definitions(true);
+    for (name, schema) in d.input.take_definitions(true) {
+        // A type used both ways must be described the same both ways.
+        if let Some(existing) = schemas.get(&name) {
+            assert_eq!(existing, &schema, "{name} differs between input and output");
+        }
+        schemas.insert(name, schema);
+    }
     json!({
         "openapi": "3.1.0",
         "info": {
