@@ -305,13 +305,13 @@ impl Verifier {
         // `alg: none` and unknown algorithms fail here: they are not `Algorithm`s.
         let header =
             jsonwebtoken::decode_header(token).map_err(|_| AuthError::Invalid("malformed"))?;
-        if let Some(service) = &self.inner.service {
-            if self.claims_service_issuer(token) {
-                let v = self.validation(service.alg, Some(SERVICE_ISSUER), Some(SERVICE_AUDIENCE));
-                return self
-                    .check(token, service, &v)
-                    .map(|sub| VerifiedUser { sub, service: true });
-            }
+        if let Some(service) = &self.inner.service
+            && self.claims_service_issuer(token)
+        {
+            let v = self.validation(service.alg, Some(SERVICE_ISSUER), Some(SERVICE_AUDIENCE));
+            return self
+                .check(token, service, &v)
+                .map(|sub| VerifiedUser { sub, service: true });
         }
         let user_validation = |alg| {
             self.validation(
@@ -465,6 +465,7 @@ impl ServiceCredential {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -340,6 +340,10 @@ async fn the_bearer_token_never_reaches_the_llm_or_the_stored_history() {
     .await
     .unwrap();
     assert!(!stored.contains(signature));
+    // Nor the metrics, which count by route template, never by raw header or path.
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(metrics.contains("/api/{user_id}/chat"), "{metrics}");
+    assert!(!metrics.contains(signature));
     app.cleanup().await;
 }
 

@@ -1,5 +1,7 @@
 //! HTTP API tests: the real application, a fresh database per test, wiremock as the LLM.
 
+#![allow(clippy::unwrap_used)]
+
 mod auth;
 mod chat;
 mod failures;
