@@ -92,7 +92,7 @@ impl AuthSettings {
     /// `AUTH_*` from the environment (the service secret is the caller's to add).
     pub fn from_env() -> anyhow::Result<AuthSettings> {
         let d = AuthSettings::default();
-        Ok(AuthSettings {
+        let s = AuthSettings {
             jwt_secret: secret_from_env("AUTH_JWT_SECRET")?,
             jwks_url: env_var("AUTH_JWKS_URL"),
             issuer: env_var("AUTH_ISSUER"),
@@ -103,7 +103,16 @@ impl AuthSettings {
             )?),
             leeway_secs: env_secs("AUTH_LEEWAY_SECS", d.leeway_secs)?,
             service_secret: None,
-        })
+        };
+        // Half a configuration would leave the service open while its operator thinks not.
+        anyhow::ensure!(
+            s.jwt_secret.is_some()
+                || s.jwks_url.is_some()
+                || (s.issuer.is_none() && s.audience.is_none()),
+            "AUTH_ISSUER or AUTH_AUDIENCE is set but neither AUTH_JWT_SECRET nor AUTH_JWKS_URL: \
+             set one of them to verify tokens"
+        );
+        Ok(s)
     }
 
     /// Whether any way of verifying a token is configured.

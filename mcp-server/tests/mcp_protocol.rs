@@ -652,6 +652,7 @@ fn command(db_url: &str) -> Command {
         .env_remove("AUTH_JWKS_URL")
         .env_remove("AUTH_ISSUER")
         .env_remove("AUTH_AUDIENCE")
+        .env_remove("MCP_SERVICE_SECRET")
         .env_remove("ALLOWED_HOSTS")
         .env_remove("ALLOWED_ORIGINS")
         .env_remove("LOG_FORMAT")

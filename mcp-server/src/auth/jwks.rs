@@ -92,6 +92,15 @@ impl Jwks {
             matches!(parsed.scheme(), "https" | "http"),
             "the JWKS URL must be http(s)"
         );
+        let loopback = parsed.host_str().is_some_and(|h| {
+            h == "localhost"
+                || h.trim_matches(['[', ']'])
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if parsed.scheme() == "http" && !loopback {
+            tracing::warn!(%url, "AUTH_JWKS_URL is plain http: the keys could be swapped in transit");
+        }
         let client = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
             .build()
