@@ -122,7 +122,10 @@ pub async fn chat(
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let user = valid_user(&user_id)?;
-    state.access.check_rate(&user)?;
+    state
+        .access
+        .check_rate(&user)
+        .inspect_err(|_| state.metrics.reject("rate_limited"))?;
     let message = body.message.trim().to_string();
     if message.is_empty() {
         return Err(ApiError::unprocessable(
@@ -159,7 +162,10 @@ pub async fn chat(
         return Err(crate::agent::TurnError::NotConfigured.into());
     }
     // Held by the turn until it ends, even if the client goes away.
-    let turn_slot = state.access.start_turn()?;
+    let turn_slot = state
+        .access
+        .start_turn()
+        .inspect_err(|_| state.metrics.reject("saturated"))?;
     let key = idempotency_key(&headers)?;
     let mut resume = false;
     let mut conversation_id = conversation_id;

@@ -67,6 +67,11 @@ async fn a_flood_of_chat_turns_from_one_user_gets_429_with_retry_after() {
         4,
         "refused turns never reach the LLM"
     );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"rejections_total{reason="rate_limited"} 5"#),
+        "{metrics}"
+    );
     app.cleanup().await;
 }
 
