@@ -38,14 +38,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     runtime::init_tracing();
-    match run(Cli::parse()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("todo-mcp: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    runtime::exit_code(run(Cli::parse()).await)
 }
 
 fn user_from_env() -> anyhow::Result<String> {

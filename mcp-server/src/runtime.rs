@@ -34,6 +34,18 @@ pub fn init_tracing() {
     drop(result);
 }
 
+/// The process exit code for a run's result; the error chain is logged once, in the
+/// configured log format.
+pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A token cancelled on SIGTERM or Ctrl-C: the one shutdown path for servers and tests.
 pub fn shutdown_on_signals() -> CancellationToken {
     let token = CancellationToken::new();
