@@ -841,9 +841,27 @@ async fn unicode_text_round_trips(store: Arc<dyn TaskStore>) {
         };
         assert_eq!(ids(&store, ALICE, &by_tag).await, [added.id], "tag {tag:?}");
     }
-    // Same-case non-ASCII text is found by a query.
+    // Non-ASCII text is found whatever its case, on both stores.
     assert_eq!(ids(&store, ALICE, &query("молоко")).await, [1]);
+    assert_eq!(ids(&store, ALICE, &query("МОЛОКО")).await, [1]);
     assert_eq!(ids(&store, ALICE, &query("crème")).await, [3]);
+    assert_eq!(ids(&store, ALICE, &query("ÜNÏCÖDÉ")).await, [3]);
+    // Renaming moves the search text with the title.
+    let patch = TaskPatch {
+        title: Some("ÉCOLE: inscription".into()),
+        ..TaskPatch::default()
+    };
+    store.update(ALICE, 1, &patch).await.unwrap();
+    assert_eq!(ids(&store, ALICE, &query("école")).await, [1]);
+    assert_eq!(
+        ids(&store, ALICE, &query("молоко")).await,
+        Vec::<i64>::new()
+    );
+    assert_eq!(
+        ids(&store, ALICE, &query("бутылки")).await,
+        [1],
+        "the description still counts"
+    );
 }
 
 async fn timestamps_round_trip_exactly(store: Arc<dyn TaskStore>) {

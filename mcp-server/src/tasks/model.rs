@@ -345,6 +345,16 @@ pub fn validate_query(raw: &str) -> Result<Option<String>, InvalidInput> {
     Ok(Some(q.to_lowercase()))
 }
 
+/// What a text query searches: title and description, lower-cased with Unicode rules.
+pub fn search_text(title: &str, description: Option<&str>) -> String {
+    let mut s = title.to_lowercase();
+    if let Some(d) = description {
+        s.push(' ');
+        s.push_str(&d.to_lowercase());
+    }
+    s
+}
+
 /// A `LIKE` pattern that matches `q` literally anywhere (escape character `\`).
 pub fn like_pattern(q: &str) -> String {
     let mut p = String::with_capacity(q.len() + 2);

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::model::{
     Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPage, TaskPatch, decode_tags,
-    encode_tags, like_pattern,
+    encode_tags, like_pattern, search_text,
 };
 
 /// Why a store call failed.
@@ -77,9 +77,7 @@ impl ListSql {
         let query = f.query.as_deref().map(like_pattern);
         if query.is_some() {
             let p = next();
-            sql.push_str(&format!(
-                " AND (lower(title) LIKE ${p} ESCAPE '\\' OR lower(COALESCE(description, '')) LIKE ${p} ESCAPE '\\')"
-            ));
+            sql.push_str(&format!(" AND search_text LIKE ${p} ESCAPE '\\'"));
         }
         // Tags may hold `_`, a LIKE wildcard: escape it so "home_2" never matches "home-2".
         let tag = f.tag.as_ref().map(|t| like_pattern(&format!(",{t},")));
@@ -164,8 +162,8 @@ macro_rules! sql_task_store {
                 let ts = now();
                 let row = sqlx::query(concat!(
                     "INSERT INTO tasks (user_id, number, title, description, due_at, due_all_day, \
-                     priority, tags, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING ", columns!(), ""
+                     priority, tags, created_at, updated_at, search_text) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING ", columns!(), ""
                 ))
                 .bind(user)
                 .bind(number)
@@ -176,6 +174,7 @@ macro_rules! sql_task_store {
                 .bind(t.priority.as_i16())
                 .bind(encode_tags(&t.tags))
                 .bind(ts)
+                .bind(search_text(&t.title, t.description.as_deref()))
                 .fetch_one(&mut *tx)
                 .await?;
                 let task = Self::task_from_row(&row)?;
@@ -230,7 +229,10 @@ macro_rules! sql_task_store {
             }
 
             async fn update(&self, user: &str, id: i64, p: &TaskPatch) -> Result<Task, StoreError> {
-                // One statement: concurrent changes to different fields never undo each other.
+                let text_changes = p.title.is_some() || p.description.is_some();
+                let mut tx = self.pool.begin().await?;
+                // One statement: concurrent changes to different fields never undo each other
+                // (and on PostgreSQL the row stays locked until the search text follows).
                 let row = sqlx::query(concat!(
                     "UPDATE tasks SET \
                        title = COALESCE($3, title), \
@@ -258,9 +260,19 @@ macro_rules! sql_task_store {
                 .bind(p.tags.as_deref().map(encode_tags))
                 .bind(p.completed)
                 .bind(now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-                Self::one(row)
+                let task = Self::one(row)?;
+                if text_changes {
+                    sqlx::query("UPDATE tasks SET search_text = $3 WHERE user_id = $1 AND number = $2")
+                        .bind(user)
+                        .bind(id)
+                        .bind(search_text(&task.title, task.description.as_deref()))
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(task)
             }
 
             async fn delete(&self, user: &str, id: i64) -> Result<Task, StoreError> {
