@@ -407,7 +407,7 @@ async fn bad_calls_are_tool_errors_with_a_helpful_message_and_the_server_keeps_s
                 "201 characters; the limit is 200",
             ),
             ("add_task", json!({"title": "two\nlines"}), "one line"),
-            ("add_task", json!({"title": 5}), "expected a string"),
+            ("add_task", json!({"title": 5}), "`title`: invalid type"),
             (
                 "complete_task",
                 json!({"id": "abc"}),

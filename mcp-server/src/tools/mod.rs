@@ -121,9 +121,13 @@ fn parse_args<T: DeserializeOwned>(
             ));
         }
     }
-    serde_json::from_value(serde_json::Value::Object(args)).map_err(|e| {
+    // The path names the field at fault, so the model knows what to fix.
+    serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
+        let at = e.path().to_string();
+        let field = if at == "." { String::new() } else { format!("`{at}`: ") };
         ToolFailure::Invalid(format!(
-            "Invalid arguments for {tool}: {e}. Check the tool's input schema and call again."
+            "Invalid arguments for {tool}: {field}{}. Check the tool's input schema and call again.",
+            e.inner()
         ))
     })
 }
