@@ -13,29 +13,16 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
-pub const REQUEST_ID: &str = "x-request-id";
+pub use todo_mcp::runtime::REQUEST_ID;
 
 /// The request id of the request being served (in the request's extensions).
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-fn sane(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
-}
-
 /// Middleware: request id, span, access log line and HTTP metrics.
 pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| sane(v))
-        .map(str::to_string)
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let id = todo_mcp::runtime::request_id(req.headers());
     // Unmatched paths share one label so that scanners cannot grow the metric families.
     let route = req
         .extensions()
@@ -63,18 +50,4 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: 
         resp.headers_mut().insert(REQUEST_ID, v);
     }
     resp
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sane;
-
-    #[test]
-    fn only_plain_request_ids_are_kept() {
-        assert!(sane("abc-123_x.y:z"));
-        assert!(!sane(""));
-        assert!(!sane("a b"));
-        assert!(!sane("line\nbreak"));
-        assert!(!sane(&"a".repeat(129)));
-    }
 }

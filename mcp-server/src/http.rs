@@ -16,6 +16,7 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
 use crate::tasks::TaskStore;
@@ -112,6 +113,36 @@ fn host_allowed(host: &str, allowed: &[String]) -> bool {
     allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
+/// Request id, span and access log line for every request.
+async fn trace_request(req: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let id = crate::runtime::request_id(req.headers());
+    let path = req.uri().path();
+    // Known routes name themselves; anything else shares one label.
+    let route = if path == "/mcp" || path == "/healthz" || path.starts_with(RESOURCE_METADATA_PATH)
+    {
+        path.to_string()
+    } else {
+        "unmatched".to_string()
+    };
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
+    let mut resp = next.run(req).instrument(span.clone()).await;
+    let status = resp.status().as_u16();
+    span.in_scope(|| {
+        let ms = started.elapsed().as_secs_f64() * 1000.0;
+        if route == "/healthz" {
+            tracing::debug!(status, elapsed_ms = ms, "served");
+        } else {
+            tracing::info!(status, elapsed_ms = ms, "served");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        resp.headers_mut().insert(crate::runtime::REQUEST_ID, v);
+    }
+    resp
+}
+
 /// Names the caller of an `/mcp` request: the verified `sub`, or the open user.
 async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response {
     let caller = match &gate.settings.auth {
@@ -165,6 +196,7 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route(RESOURCE_METADATA_PATH, get(metadata.clone()))
         .route(&format!("{RESOURCE_METADATA_PATH}/mcp"), get(metadata))
+        .layer(axum::middleware::from_fn(trace_request))
 }
 
 /// Serves until `shutdown` is cancelled, then drains in-flight requests.

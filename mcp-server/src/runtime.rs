@@ -34,6 +34,27 @@ pub fn init_tracing() {
     drop(result);
 }
 
+/// The request id header, kept from the client when sane and echoed on every response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The client's request id when it is plain (1–128 of `A-Za-z0-9-_.:`, so it cannot inject
+/// anything into logs), else a new time-ordered UUID.
+pub fn request_id(headers: &http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| sane_request_id(v))
+        .map(str::to_string)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+}
+
+fn sane_request_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
 /// The process exit code for a run's result; the error chain is logged once, in the
 /// configured log format.
 pub fn exit_code(result: anyhow::Result<()>) -> std::process::ExitCode {
@@ -132,6 +153,21 @@ pub fn allowed_origins() -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_request_ids_are_kept() {
+        let with = |v: &str| {
+            let mut h = http::HeaderMap::new();
+            h.insert(REQUEST_ID, http::HeaderValue::from_str(v).unwrap());
+            request_id(&h)
+        };
+        assert_eq!(with("abc-123_x.y:z"), "abc-123_x.y:z");
+        for bad in ["a b", "a\tb", &"a".repeat(129), "é"] {
+            let made = with(bad);
+            assert!(uuid::Uuid::parse_str(&made).is_ok(), "{bad:?} gave {made}");
+        }
+        assert!(uuid::Uuid::parse_str(&request_id(&http::HeaderMap::new())).is_ok());
+    }
 
     #[test]
     fn open_services_stay_on_loopback() {

@@ -1045,6 +1045,19 @@ async fn http_is_stateless_across_two_processes_sharing_a_database() {
             "Across replicas"
         );
 
+        // Every response carries a request id: the client's when sane, else a new one.
+        let r = mcp_post(&a.url, &rpc(5, "tools/list", json!({})))
+            .header("x-request-id", "mcp-req-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.headers()["x-request-id"], "mcp-req-1");
+        let r = mcp_post(&a.url, &rpc(6, "tools/list", json!({})))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.headers().contains_key("x-request-id"));
+
         // tools/list works without initialize too.
         let (_, tools) = json_rpc(
             mcp_post(&b.url, &rpc(4, "tools/list", json!({})))
