@@ -313,7 +313,11 @@ impl Agent {
                     }),
             );
         }
-        unreachable_answer(id)
+        // Every round but the last returns or continues; the last always returns. Only a
+        // limit of zero rounds (refused by the settings) ends here.
+        Err(TurnError::Llm(LlmError::BadReply(
+            "no model rounds are allowed".into(),
+        )))
     }
 
     /// Runs every call of one assistant message, in order; each gets an answer.
@@ -441,11 +445,4 @@ impl Agent {
             created_at,
         })
     }
-}
-
-fn unreachable_answer(_id: Uuid) -> Result<TurnAnswer, TurnError> {
-    // `rounds` returns from its last round; max_rounds of 0 lands here.
-    Err(TurnError::Llm(LlmError::BadReply(
-        "no rounds allowed".into(),
-    )))
 }
