@@ -160,14 +160,16 @@ pub trait ConversationStore: Send + Sync + 'static {
         until: DateTime<Utc>,
     ) -> Result<Lease, StoreError>;
     async fn release(&self, id: Uuid, lease: &str) -> Result<(), StoreError>;
-    /// Appends messages in order, atomically, if `lease` still holds the conversation (and
-    /// renews it): a turn that outlived its lease can never interleave with the next one.
+    /// Appends messages in order, atomically, if `lease` still holds the conversation, and
+    /// renews the lease (or releases it with `release`, for a turn's last message): a turn
+    /// that outlived its lease can never interleave with the next one.
     async fn append(
         &self,
         id: Uuid,
         lease: &str,
         renew_until: DateTime<Utc>,
         msgs: &[NewMessage],
+        release: bool,
     ) -> Result<Vec<Message>, StoreError>;
     /// The last `limit` messages, oldest first.
     async fn recent(&self, id: Uuid, limit: u32) -> Result<Vec<Message>, StoreError>;
@@ -205,7 +207,8 @@ pub trait ConversationStore: Send + Sync + 'static {
         key: &str,
         done: Option<(u16, &str)>,
     ) -> Result<(), StoreError>;
-    async fn record_tool(&self, e: &ToolExecution) -> Result<(), StoreError>;
+    /// Adds tool executions to the audit trail, in one statement.
+    async fn record_tools(&self, es: &[ToolExecution]) -> Result<(), StoreError>;
 }
 
 /// The conversation store on a database.
@@ -327,62 +330,58 @@ macro_rules! sql_conversation_store {
                 Ok(())
             }
 
-            async fn append(&self, id: Uuid, lease: &str, renew_until: DateTime<Utc>, msgs: &[NewMessage]) -> Result<Vec<Message>, StoreError> {
+            async fn append(&self, id: Uuid, lease: &str, renew_until: DateTime<Utc>, msgs: &[NewMessage], release: bool) -> Result<Vec<Message>, StoreError> {
+                if msgs.is_empty() {
+                    return Ok(Vec::new());
+                }
                 let mut tx = self.pool.begin().await?;
                 let ts = now();
-                // Checks and renews the lease first; on PostgreSQL this also locks the
-                // conversation row until commit.
-                let held = sqlx::query(
-                    "UPDATE conversations SET updated_at = $3, \
-                     lease_expires_at = CASE WHEN lease_expires_at < $4 THEN $4 ELSE lease_expires_at END \
-                     WHERE id = $1 AND lease_token = $2",
+                // One statement checks the lease, renews or releases it, and reserves the
+                // message numbers; on PostgreSQL it also locks the row until commit.
+                let last: Option<i64> = sqlx::query_scalar(
+                    "UPDATE conversations SET updated_at = $3, last_seq = last_seq + $5, \
+                     lease_token = CASE WHEN $6 THEN NULL ELSE lease_token END, \
+                     lease_expires_at = CASE WHEN $6 THEN NULL \
+                                             WHEN lease_expires_at < $4 THEN $4 ELSE lease_expires_at END \
+                     WHERE id = $1 AND lease_token = $2 RETURNING last_seq",
                 )
                 .bind(id.to_string())
                 .bind(lease)
                 .bind(ts)
                 .bind(renew_until)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if held != 1 {
+                .bind(msgs.len() as i64)
+                .bind(release)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(last) = last else {
                     return Err(StoreError::LeaseLost);
-                }
-                let last: Option<i64> =
-                    sqlx::query_scalar("SELECT MAX(seq) FROM messages WHERE conversation_id = $1")
-                        .bind(id.to_string())
-                        .fetch_one(&mut *tx)
-                        .await?;
-                let mut seq = last.unwrap_or(0);
-                let mut out = Vec::with_capacity(msgs.len());
-                for m in msgs {
-                    seq += 1;
-                    let calls = if m.tool_calls.is_empty() {
-                        None
-                    } else {
-                        serde_json::to_string(&m.tool_calls).ok()
-                    };
-                    let row = sqlx::query(concat!(
-                        "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, \
-                         tool_name, is_error, prompt_tokens, completion_tokens, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
-                        message_columns!()
-                    ))
-                    .bind(id.to_string())
-                    .bind(seq)
-                    .bind(m.role.unwrap_or(Role::User).as_str())
-                    .bind(&m.content)
-                    .bind(calls)
-                    .bind(&m.tool_call_id)
-                    .bind(&m.tool_name)
-                    .bind(m.is_error)
-                    .bind(m.prompt_tokens)
-                    .bind(m.completion_tokens)
-                    .bind(ts)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    out.push(Self::message(&row)?);
-                }
+                };
+                let first = last - msgs.len() as i64 + 1;
+                let mut insert = sqlx::QueryBuilder::<$db>::new(
+                    "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, \
+                     tool_name, is_error, prompt_tokens, completion_tokens, created_at) ",
+                );
+                insert.push_values(msgs.iter().enumerate(), |mut b, (i, m)| {
+                    let calls = (!m.tool_calls.is_empty())
+                        .then(|| serde_json::to_string(&m.tool_calls).ok())
+                        .flatten();
+                    b.push_bind(id.to_string())
+                        .push_bind(first + i as i64)
+                        .push_bind(m.role.unwrap_or(Role::User).as_str())
+                        .push_bind(m.content.clone())
+                        .push_bind(calls)
+                        .push_bind(m.tool_call_id.clone())
+                        .push_bind(m.tool_name.clone())
+                        .push_bind(m.is_error)
+                        .push_bind(m.prompt_tokens)
+                        .push_bind(m.completion_tokens)
+                        .push_bind(ts);
+                });
+                insert.push(concat!(" RETURNING ", message_columns!()));
+                let rows = insert.build().fetch_all(&mut *tx).await?;
                 tx.commit().await?;
+                let mut out = rows.iter().map(Self::message).collect::<Result<Vec<_>, _>>()?;
+                out.sort_by_key(|m| m.seq);
                 Ok(out)
             }
 
@@ -523,22 +522,27 @@ macro_rules! sql_conversation_store {
                 Ok(())
             }
 
-            async fn record_tool(&self, e: &ToolExecution) -> Result<(), StoreError> {
-                sqlx::query(
+            async fn record_tools(&self, es: &[ToolExecution]) -> Result<(), StoreError> {
+                if es.is_empty() {
+                    return Ok(());
+                }
+                let ts = now();
+                let mut q = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO tool_executions (user_id, conversation_id, tool_call_id, tool, arguments, \
-                     result, is_error, duration_ms, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
-                .bind(&e.user_id)
-                .bind(e.conversation_id.map(|c| c.to_string()))
-                .bind(&e.tool_call_id)
-                .bind(&e.tool)
-                .bind(&e.arguments)
-                .bind(&e.result)
-                .bind(e.is_error)
-                .bind(e.duration_ms)
-                .bind(now())
-                .execute(&self.pool)
-                .await?;
+                     result, is_error, duration_ms, created_at) ",
+                );
+                q.push_values(es, |mut b, e| {
+                    b.push_bind(e.user_id.clone())
+                        .push_bind(e.conversation_id.map(|c| c.to_string()))
+                        .push_bind(e.tool_call_id.clone())
+                        .push_bind(e.tool.clone())
+                        .push_bind(e.arguments.clone())
+                        .push_bind(e.result.clone())
+                        .push_bind(e.is_error)
+                        .push_bind(e.duration_ms)
+                        .push_bind(ts);
+                });
+                q.build().execute(&self.pool).await?;
                 Ok(())
             }
         }

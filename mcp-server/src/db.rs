@@ -109,6 +109,10 @@ impl Database {
             let pool = PgPoolOptions::new()
                 .max_connections(opts.max_connections)
                 .acquire_timeout(opts.acquire_timeout)
+                // A ping on every acquire costs a round trip per query; broken connections
+                // fail their query instead, and idle ones are recycled before servers drop them.
+                .test_before_acquire(false)
+                .idle_timeout(Duration::from_secs(300))
                 .connect_lazy_with(options);
             Ok(Database::Postgres(pool))
         } else if url.starts_with("sqlite:") {
@@ -146,6 +150,8 @@ impl Database {
                 .idle_timeout(lifetime(600))
                 .max_lifetime(lifetime(1800))
                 .acquire_timeout(opts.acquire_timeout)
+                // A local file cannot go away under an open connection: no ping needed.
+                .test_before_acquire(false)
                 .connect_with(options)
                 .await
                 .with_context(|| format!("cannot open the database at {url}"))?;

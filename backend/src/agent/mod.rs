@@ -150,8 +150,11 @@ impl Agent {
         };
         tracing::Span::current().record("conversation_id", tracing::field::display(id));
         let result = self.run_leased(llm, id, &lease, &mut req).await;
-        if let Err(e) = self.conversations.release(id, &lease).await {
-            tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
+        // A finished turn released the lease with its last message; a failed one does here.
+        if result.is_err() {
+            if let Err(e) = self.conversations.release(id, &lease).await {
+                tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
+            }
         }
         result
     }
@@ -182,26 +185,25 @@ impl Agent {
                         content: req.message.clone(),
                         ..NewMessage::default()
                     }],
+                    false,
                 )
                 .await?;
         }
         if let Some(tx) = req.on_stored.take() {
             let _ = tx.send(id);
         }
-        let stored = self
-            .conversations
-            .recent(id, self.limits.history_messages)
-            .await?;
-        let open = self
-            .tasks
-            .open_tasks(&req.user, self.limits.open_tasks + 1)
-            .await
-            .map_err(|e| match e {
-                todo_mcp::tasks::StoreError::Database(d) => {
-                    TurnError::Store(StoreError::Database(d))
-                }
-                todo_mcp::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
-            })?;
+        // History, the open-task view and the tool session are independent: fetch together.
+        let (stored, open, session) = tokio::join!(
+            self.conversations.recent(id, self.limits.history_messages),
+            self.tasks.open_tasks(&req.user, self.limits.open_tasks + 1),
+            self.toolbox.session(&req.user),
+        );
+        let stored = stored?;
+        let open = open.map_err(|e| match e {
+            todo_mcp::tasks::StoreError::Database(d) => TurnError::Store(StoreError::Database(d)),
+            todo_mcp::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
+        })?;
+        let session = session.map_err(TurnError::Tools)?;
         let more_open = open.len() > self.limits.open_tasks as usize;
         let open = &open[..open.len().min(self.limits.open_tasks as usize)];
         let mut messages = vec![WireMessage::System {
@@ -215,11 +217,6 @@ impl Agent {
         }];
         messages.extend(history::to_wire(&stored, self.limits.history_tokens));
 
-        let session = self
-            .toolbox
-            .session(&req.user)
-            .await
-            .map_err(TurnError::Tools)?;
         let result = self
             .rounds(llm, id, lease, &req.user, &session, messages, deadline)
             .await;
@@ -288,7 +285,7 @@ impl Agent {
             }));
             // The call and its answers are stored together: history stays valid.
             self.conversations
-                .append(id, lease, self.lease_until(), &to_store)
+                .append(id, lease, self.lease_until(), &to_store, false)
                 .await?;
             messages.push(WireMessage::Assistant {
                 content: c.content.clone(),
@@ -332,6 +329,7 @@ impl Agent {
     ) -> (Vec<ToolCallRecord>, Vec<(String, String, ToolOutcome)>) {
         let mut records = Vec::with_capacity(c.tool_calls.len());
         let mut results = Vec::with_capacity(c.tool_calls.len());
+        let mut audits = Vec::with_capacity(c.tool_calls.len());
         for call in &c.tool_calls {
             records.push(ToolCallRecord {
                 id: call.id.clone(),
@@ -380,7 +378,7 @@ impl Agent {
             let elapsed = started.elapsed();
             self.metrics
                 .observe_tool(&call.name, outcome.is_error, elapsed);
-            let audit = ToolExecution {
+            audits.push(ToolExecution {
                 user_id: user.to_string(),
                 conversation_id: Some(id),
                 tool_call_id: Some(call.id.clone()),
@@ -389,10 +387,7 @@ impl Agent {
                 result: outcome.result.to_string(),
                 is_error: outcome.is_error,
                 duration_ms: elapsed.as_millis() as i64,
-            };
-            if let Err(e) = self.conversations.record_tool(&audit).await {
-                tracing::error!(error = %e, tool = %call.name, "recording a tool execution failed");
-            }
+            });
             tracing::info!(tool = %call.name, is_error = outcome.is_error, duration_ms = elapsed.as_millis() as u64, "tool call");
             reports.push(ToolCallReport {
                 name: call.name.clone(),
@@ -404,6 +399,9 @@ impl Agent {
                 is_error: outcome.is_error,
             });
             results.push((call.id.clone(), call.name.clone(), outcome));
+        }
+        if let Err(e) = self.conversations.record_tools(&audits).await {
+            tracing::error!(error = %e, calls = audits.len(), "recording tool executions failed");
         }
         (records, results)
     }
@@ -435,6 +433,7 @@ impl Agent {
                     completion_tokens: Some(i64::from(c.completion_tokens)),
                     ..NewMessage::default()
                 }],
+                true,
             )
             .await?;
         let created_at = stored.first().map_or_else(Utc::now, |m| m.created_at);

@@ -30,12 +30,15 @@ async fn leases_serialise_turns_and_a_lost_lease_appends_nothing(kind: Kind) {
         Lease::NotFound
     );
     assert_eq!(
-        s.append(id, "lease-a", soon, &[msg("one")]).await.unwrap()[0].seq,
+        s.append(id, "lease-a", soon, &[msg("one")], false)
+            .await
+            .unwrap()[0]
+            .seq,
         1
     );
     // A wrong token appends nothing.
     assert!(matches!(
-        s.append(id, "lease-b", soon, &[msg("x")]).await,
+        s.append(id, "lease-b", soon, &[msg("x")], false).await,
         Err(StoreError::LeaseLost)
     ));
     s.release(id, "lease-a").await.unwrap();
@@ -45,11 +48,11 @@ async fn leases_serialise_turns_and_a_lost_lease_appends_nothing(kind: Kind) {
     );
     // Turn A is over: its late writes are refused, B's go on in order.
     assert!(matches!(
-        s.append(id, "lease-a", soon, &[msg("late")]).await,
+        s.append(id, "lease-a", soon, &[msg("late")], false).await,
         Err(StoreError::LeaseLost)
     ));
     let stored = s
-        .append(id, "lease-b", soon, &[msg("two"), msg("three")])
+        .append(id, "lease-b", soon, &[msg("two"), msg("three")], false)
         .await
         .unwrap();
     assert_eq!(stored.iter().map(|m| m.seq).collect::<Vec<_>>(), [2, 3]);
@@ -64,10 +67,24 @@ async fn leases_serialise_turns_and_a_lost_lease_appends_nothing(kind: Kind) {
         s.acquire("alice", id, "lease-d", soon).await.unwrap(),
         Lease::Acquired
     );
+    // A turn's last append releases the lease with it.
+    let stored = s
+        .append(id, "lease-d", soon, &[msg("four")], true)
+        .await
+        .unwrap();
+    assert_eq!(stored[0].seq, 4);
+    assert!(matches!(
+        s.append(id, "lease-d", soon, &[msg("x")], false).await,
+        Err(StoreError::LeaseLost)
+    ));
+    assert_eq!(
+        s.acquire("alice", id, "lease-e", soon).await.unwrap(),
+        Lease::Acquired
+    );
     let all = s.messages("alice", id, 0, 100).await.unwrap();
     assert_eq!(
         all.iter().map(|m| m.content.as_str()).collect::<Vec<_>>(),
-        ["one", "two", "three"]
+        ["one", "two", "three", "four"]
     );
     assert!(matches!(
         s.messages("bob", id, 0, 100).await,
@@ -80,7 +97,7 @@ async fn leases_serialise_turns_and_a_lost_lease_appends_nothing(kind: Kind) {
             .iter()
             .map(|m| m.seq)
             .collect::<Vec<_>>(),
-        [2, 3]
+        [3, 4]
     );
     db.cleanup().await;
 }
