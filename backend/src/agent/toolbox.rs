@@ -61,13 +61,32 @@ pub struct ToolSession {
     client: RunningService<RoleClient, ()>,
 }
 
+/// Drops what tells a model nothing but costs tokens on every call: the meta-schema key
+/// (which some OpenAI-compatible servers also reject), `"default": null` and integer formats.
+fn compact_schema(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            o.remove("$schema");
+            if o.get("default") == Some(&Value::Null) {
+                o.remove("default");
+            }
+            if o.get("format")
+                .and_then(Value::as_str)
+                .is_some_and(|f| matches!(f, "int64" | "int32" | "uint32" | "uint64" | "uint"))
+            {
+                o.remove("format");
+            }
+            o.values_mut().for_each(compact_schema);
+        }
+        Value::Array(a) => a.iter_mut().for_each(compact_schema),
+        _ => {}
+    }
+}
+
 /// OpenAI function definition from an MCP tool.
 pub fn function_definition(t: &Tool) -> Value {
     let mut params = Value::Object((*t.input_schema).clone());
-    if let Some(o) = params.as_object_mut() {
-        // Some OpenAI-compatible servers reject the meta-schema key.
-        o.remove("$schema");
-    }
+    compact_schema(&mut params);
     json!({
         "type": "function",
         "function": {
@@ -214,5 +233,41 @@ fn outcome(r: CallToolResult) -> ToolOutcome {
         result,
         text,
         is_error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schemas_sent_to_the_model_keep_meaning_and_lose_noise() {
+        let mut v = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "type": "object",
+            "additionalProperties": false,
+            "properties": {
+                "id": {"type": "integer", "format": "int64", "description": "n"},
+                "due": {"type": ["string", "null"], "default": null},
+                "limit": {"type": ["integer", "null"], "format": "uint32", "minimum": 0, "default": 20},
+                "when": {"type": "string", "format": "date-time"}
+            },
+            "required": ["id"]
+        });
+        compact_schema(&mut v);
+        assert_eq!(
+            v,
+            json!({
+                "type": "object",
+                "additionalProperties": false,
+                "properties": {
+                    "id": {"type": "integer", "description": "n"},
+                    "due": {"type": ["string", "null"]},
+                    "limit": {"type": ["integer", "null"], "minimum": 0, "default": 20},
+                    "when": {"type": "string", "format": "date-time"}
+                },
+                "required": ["id"]
+            })
+        );
     }
 }
