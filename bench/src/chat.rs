@@ -187,8 +187,8 @@ fn seed_conversations_sql(rows: &[(String, String)], n: u64) -> String {
     // The assistant's tool call as the backend stores it (ToolCallRecord JSON).
     let calls = r#"'[{"id":"seed_' || t || '","name":"add_task","arguments":"{\"title\":\"seeded task ' || t || '\"}"}]'"#;
     format!(
-        "INSERT INTO conversations (id, user_id, title, created_at, updated_at) \
-         SELECT c.id, c.uid, 'seeded', now() - interval '30 days', now() FROM (VALUES {values}) AS c(id, uid); \
+        "INSERT INTO conversations (id, user_id, title, created_at, updated_at, last_seq) \
+         SELECT c.id, c.uid, 'seeded', now() - interval '30 days', now(), {n} FROM (VALUES {values}) AS c(id, uid); \
          INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, tool_name, \
                                is_error, prompt_tokens, completion_tokens, created_at) \
          SELECT c.id, s, \
@@ -238,8 +238,8 @@ fn seed_background_sql(users: u64, per_user: u64) -> String {
          FROM generate_series(1, {users}) AS u, generate_series(1, {per_user}) AS i; \
          INSERT INTO task_counters (user_id, last_number) \
          SELECT 'bg-u' || u, {per_user} FROM generate_series(1, {users}) AS u; \
-         INSERT INTO conversations (id, user_id, title, created_at, updated_at) \
-         SELECT md5('bg' || u)::uuid::text, 'bg-u' || u, 'background', now(), now() \
+         INSERT INTO conversations (id, user_id, title, created_at, updated_at, last_seq) \
+         SELECT md5('bg' || u)::uuid::text, 'bg-u' || u, 'background', now(), now(), {per_user} \
          FROM generate_series(1, {users}) AS u; \
          INSERT INTO messages (conversation_id, seq, role, content, created_at) \
          SELECT md5('bg' || u)::uuid::text, s, CASE WHEN s % 2 = 1 THEN 'user' ELSE 'assistant' END, \
