@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 log() { printf 'fuzz-api.sh: %s\n' "$*" >&2; }
 
-bin=target/debug
+bin="${CARGO_TARGET_DIR:-target}/debug"
 for b in todo-backend mock-llm; do
     [ -x "$bin/$b" ] || { log "missing $bin/$b: run cargo build --workspace --bins"; exit 1; }
 done
