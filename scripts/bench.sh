@@ -35,7 +35,8 @@ die() {
     log "error: $*"
     exit 1
 }
-is_root() { [ "$(id -u)" -eq 0 ]; }
+# shellcheck source=lib/pg.sh
+. scripts/lib/pg.sh
 
 CONCURRENCY="${BENCH_CONCURRENCY:-1,16,64}"
 DURATION="${BENCH_DURATION:-20}"
@@ -59,18 +60,7 @@ for b in todo-backend todo-mcp mock-llm todo-bench; do
 done
 
 # --- processes and clean-up ------------------------------------------------------------
-PG_TMP=""
-PG_DATA=""
-PG_BIN=""
 PIDS=()
-
-as_pg() {
-    if is_root; then
-        (cd "$PG_TMP" && runuser -u postgres -- "$@")
-    else
-        (cd "$PG_TMP" && "$@")
-    fi
-}
 
 cleanup() {
     local rc=$?
@@ -89,12 +79,7 @@ cleanup() {
         kill -KILL "$p" 2>/dev/null || true
         wait "$p" 2>/dev/null || true
     done
-    if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-        log "stopping the throwaway PostgreSQL"
-        as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 30 >/dev/null 2>&1 ||
-            as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 30 >/dev/null 2>&1 ||
-            log "warning: could not stop PostgreSQL (data dir $PG_DATA)"
-    fi
+    stop_pg
     if [ -n "$PG_TMP" ] && [ -d "$PG_TMP" ]; then
         [ -f "$PG_TMP/postgres.log" ] && [ -d "$OUT" ] && cp "$PG_TMP/postgres.log" "$OUT/postgres.log" 2>/dev/null
         rm -rf -- "$PG_TMP"
@@ -110,32 +95,6 @@ mkdir -p "$OUT"
 : >"$OUT/results.jsonl"
 
 # --- PostgreSQL (as scripts/test.sh, plus pg_stat_statements; no TLS) ---------------------
-find_pg_bindir() {
-    local p d
-    if p="$(command -v initdb 2>/dev/null)" && [ -n "$p" ]; then
-        d="$(dirname "$(readlink -f "$p")")"
-        [ -x "$d/pg_ctl" ] && {
-            echo "$d"
-            return 0
-        }
-    fi
-    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
-        [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ] && {
-            echo "$d"
-            return 0
-        }
-    done
-    return 1
-}
-
-free_port() {
-    python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-}
-
 PG_BIN="$(find_pg_bindir)" || die "PostgreSQL server binaries not found (apt-get install postgresql postgresql-contrib)"
 if is_root; then
     command -v runuser >/dev/null 2>&1 || die "runuser is needed to run PostgreSQL as root"

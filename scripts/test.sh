@@ -15,7 +15,8 @@ die() {
     exit 1
 }
 
-is_root() { [ "$(id -u)" -eq 0 ]; }
+# shellcheck source=lib/pg.sh
+. scripts/lib/pg.sh
 
 # Installs Debian packages when we are allowed to; a newcomer without root gets told what
 # to install rather than a sudo password prompt in the middle of a test run.
@@ -34,70 +35,10 @@ apt_install() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >&2
 }
 
-# The directory holding initdb, pg_ctl and postgres. Debian keeps the server binaries
-# off PATH, under /usr/lib/postgresql/<version>/bin.
-find_pg_bindir() {
-    local p d
-    if p="$(command -v initdb 2>/dev/null)" && [ -n "$p" ]; then
-        d="$(dirname "$(readlink -f "$p")")"
-        if [ -x "$d/pg_ctl" ]; then
-            echo "$d"
-            return 0
-        fi
-    fi
-    for d in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -rV); do
-        if [ -x "$d/initdb" ] && [ -x "$d/pg_ctl" ]; then
-            echo "$d"
-            return 0
-        fi
-    done
-    return 1
-}
-
-free_port() {
-    if command -v python3 >/dev/null 2>&1; then
-        python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])
-s.close()'
-        return
-    fi
-    # No python3: try random high ports until one does not answer.
-    local p i
-    for i in $(seq 1 50); do
-        p=$((20000 + RANDOM % 40000))
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-            echo "$p"
-            return
-        fi
-    done
-    die "no free TCP port found"
-}
-
-PG_TMP=""
-PG_DATA=""
-PG_BIN=""
-
-# Runs a server-side PostgreSQL program: as the postgres user when we are root, because
-# initdb and postgres refuse to run as root.
-as_pg() {
-    if is_root; then
-        (cd "$PG_TMP" && runuser -u postgres -- "$@")
-    else
-        (cd "$PG_TMP" && "$@")
-    fi
-}
-
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    if [ -n "$PG_DATA" ] && [ -f "$PG_DATA/postmaster.pid" ]; then
-        log "stopping the throwaway PostgreSQL"
-        as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m fast -w -t 30 >/dev/null 2>&1 ||
-            as_pg "$PG_BIN/pg_ctl" stop -D "$PG_DATA" -m immediate -w -t 30 >/dev/null 2>&1 ||
-            log "warning: could not stop PostgreSQL (data dir $PG_DATA)"
-    fi
+    stop_pg
     if [ -n "$PG_TMP" ] && [ -d "$PG_TMP" ]; then
         rm -rf -- "$PG_TMP"
     fi
