@@ -271,9 +271,18 @@ where
     }
 }
 
+/// Worth another attempt: the server is unreachable or starting up (57P03), or a SQLite
+/// file is busy or locked (primary codes 5 and 6), as when several processes create it at once.
 fn is_transient(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut)
-        || matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("57P03"))
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => true,
+        sqlx::Error::Database(d) => {
+            let code = d.code();
+            let code = code.as_deref().unwrap_or("");
+            code == "57P03" || code.parse::<i32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6))
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
