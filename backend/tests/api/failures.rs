@@ -279,7 +279,7 @@ async fn concurrent_turns_on_one_conversation_never_interleave() {
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(text_reply("slow"))
-                .set_delay(Duration::from_millis(800)),
+                .set_delay(Duration::from_millis(2000)),
         )
         .mount(&app.llm)
         .await;
