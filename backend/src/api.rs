@@ -227,14 +227,13 @@ pub async fn chat(
         let user_for_link = req.user.clone();
         let store_for_link = store.clone();
         let link = async move {
-            if let (Some(k), Ok(id)) = (key_for_link, rx.await) {
-                if let Err(e) = store_for_link
+            if let (Some(k), Ok(id)) = (key_for_link, rx.await)
+                && let Err(e) = store_for_link
                     .idempotency_conversation(&user_for_link, &k, id)
                     .await
                 {
                     tracing::warn!(error = %e, "linking an idempotency key to its conversation failed");
                 }
-            }
         };
         let (result, ()) = tokio::join!(agent.run(req), link);
         drop(turn_slot);
@@ -259,14 +258,13 @@ pub async fn chat(
                 return Err(err);
             }
         };
-        if let Some(k) = &key {
-            if let Err(e) = store
+        if let Some(k) = &key
+            && let Err(e) = store
                 .idempotency_finish(&user, k, Some((status.as_u16(), &body)))
                 .await
             {
                 tracing::warn!(error = %e, "storing an idempotent answer failed");
             }
-        }
         Ok((status, body))
     }
         .instrument(tracing::Span::current()),

@@ -192,7 +192,9 @@ pub fn document() -> Value {
     });
 
     let mut ready = text_ok("The database answers");
-    ready.as_object_mut().map(|m| m.extend(d.errors(&[503])));
+    if let Some(m) = ready.as_object_mut() {
+        m.extend(d.errors(&[503]))
+    }
 
     let mut schemas = d.output.take_definitions(true);
     for (name, schema) in d.input.take_definitions(true) {

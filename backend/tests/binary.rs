@@ -1,4 +1,5 @@
 //! The real `todo-backend` binary: start-up rules, JSON logs, and graceful shutdown.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -117,15 +117,15 @@ impl TestDb {
     /// Closes the pool and removes the database.
     pub async fn cleanup(self) {
         self.db.close().await;
-        if let (Some(admin), Some(name)) = (&self.admin_url, &self.name) {
-            if let Ok(mut conn) = sqlx::PgConnection::connect(admin).await {
-                let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&mut conn)
-                .await;
-                let _ = conn.close().await;
-            }
+        if let (Some(admin), Some(name)) = (&self.admin_url, &self.name)
+            && let Ok(mut conn) = sqlx::PgConnection::connect(admin).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+            )))
+            .execute(&mut conn)
+            .await;
+            let _ = conn.close().await;
         }
     }
 }

@@ -76,10 +76,9 @@ pub fn to_wire(history: &[Message], max_tokens: usize) -> Vec<WireMessage> {
                     if let Some(pos) = calls
                         .iter()
                         .position(|c| Some(&c.id) == t.tool_call_id.as_ref())
+                        && answers[pos].is_none()
                     {
-                        if answers[pos].is_none() {
-                            answers[pos] = Some(t.content.clone());
-                        }
+                        answers[pos] = Some(t.content.clone());
                     }
                     i += 1;
                 }

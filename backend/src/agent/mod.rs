@@ -151,10 +151,10 @@ impl Agent {
         tracing::Span::current().record("conversation_id", tracing::field::display(id));
         let result = self.run_leased(llm, id, &lease, &mut req).await;
         // A finished turn released the lease with its last message; a failed one does here.
-        if result.is_err() {
-            if let Err(e) = self.conversations.release(id, &lease).await {
-                tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
-            }
+        if result.is_err()
+            && let Err(e) = self.conversations.release(id, &lease).await
+        {
+            tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
         }
         result
     }
@@ -224,6 +224,7 @@ impl Agent {
         result
     }
 
+    #[allow(clippy::too_many_arguments)] // the turn's state, passed rather than bundled for one caller
     async fn rounds(
         &self,
         llm: &Llm,

@@ -226,23 +226,23 @@ pub fn assert_valid_sequence(messages: &Value) {
     let mut k = 0;
     while k < msgs.len() {
         let m = &msgs[k];
-        if m["role"] == "assistant" {
-            if let Some(calls) = m["tool_calls"].as_array() {
-                for (j, c) in calls.iter().enumerate() {
-                    let t = &msgs[k + 1 + j];
-                    assert_eq!(
-                        t["role"], "tool",
-                        "call {} unanswered in {messages}",
-                        c["id"]
-                    );
-                    assert_eq!(
-                        t["tool_call_id"], c["id"],
-                        "answer out of order in {messages}"
-                    );
-                }
-                k += 1 + calls.len();
-                continue;
+        if m["role"] == "assistant"
+            && let Some(calls) = m["tool_calls"].as_array()
+        {
+            for (j, c) in calls.iter().enumerate() {
+                let t = &msgs[k + 1 + j];
+                assert_eq!(
+                    t["role"], "tool",
+                    "call {} unanswered in {messages}",
+                    c["id"]
+                );
+                assert_eq!(
+                    t["tool_call_id"], c["id"],
+                    "answer out of order in {messages}"
+                );
             }
+            k += 1 + calls.len();
+            continue;
         }
         assert_ne!(
             m["role"], "tool",

@@ -112,14 +112,14 @@ fn parse_args<T: DeserializeOwned>(
     caller: &str,
 ) -> Result<T, ToolFailure> {
     // Identity is never an argument. A model that names a user may only name the caller.
-    if let Some(v) = args.remove("user_id") {
-        if v.as_str() != Some(caller) {
-            return Err(ToolFailure::Invalid(
-                "`user_id` is not an argument: tools always act for the signed-in user. \
+    if let Some(v) = args.remove("user_id")
+        && v.as_str() != Some(caller)
+    {
+        return Err(ToolFailure::Invalid(
+            "`user_id` is not an argument: tools always act for the signed-in user. \
                  Call again without it."
-                    .into(),
-            ));
-        }
+                .into(),
+        ));
     }
     // The path names the field at fault, so the model knows what to fix.
     serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
@@ -306,12 +306,12 @@ impl TaskTools {
         let (limit, offset) = validate_page(a.limit, a.offset)?;
         let due_before = parse_window_bound("due_before", a.due_before.as_deref())?;
         let due_after = parse_window_bound("due_after", a.due_after.as_deref())?;
-        if let (Some(b), Some(f)) = (due_before, due_after) {
-            if f >= b {
-                return Err(ToolFailure::Invalid(
-                    "`due_after` must be earlier than `due_before`.".into(),
-                ));
-            }
+        if let (Some(b), Some(f)) = (due_before, due_after)
+            && f >= b
+        {
+            return Err(ToolFailure::Invalid(
+                "`due_after` must be earlier than `due_before`.".into(),
+            ));
         }
         let filter = ListFilter {
             status: a.status.unwrap_or_default(),
