@@ -107,6 +107,13 @@ on_both_stores!(
             .collect();
         assert_eq!(seqs, [1, 2, 3, 4]);
 
+        let audit = app.audit().await;
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].tool, "add_task");
+        assert!(!audit[0].is_error);
+        assert_eq!(audit[0].conversation_id.as_deref(), Some(conv.as_str()));
+        assert!(audit[0].result.contains("Buy milk"), "{}", audit[0].result);
+
         let list = app.get_json("/api/alice/conversations").await;
         assert_eq!(list["conversations"][0]["id"], conv.as_str());
         assert_eq!(
@@ -216,7 +223,30 @@ on_both_stores!(
         );
         let reqs = app.llm_requests().await;
         assert_valid_sequence(&reqs[1]["messages"]);
-        // The audit trail has every execution.
+        // The audit trail has every execution: user, conversation, tool, arguments as the
+        // model sent them, outcome and duration.
+        let conv = body["conversation_id"].as_str().unwrap();
+        let audit = app.audit().await;
+        let tools: Vec<&str> = audit.iter().map(|a| a.tool.as_str()).collect();
+        assert_eq!(
+            tools,
+            [
+                "launch_rockets",
+                "add_task",
+                "complete_task",
+                "add_task",
+                "add_task"
+            ]
+        );
+        assert!(audit.iter().all(|a| a.user_id == "alice" && a.is_error));
+        assert!(
+            audit
+                .iter()
+                .all(|a| a.conversation_id.as_deref() == Some(conv))
+        );
+        assert!(audit.iter().all(|a| a.duration_ms >= 0));
+        assert_eq!(audit[1].arguments, r#"{"title": "#);
+        assert!(audit[2].result.contains("#99"), "{}", audit[2].result);
         app.cleanup().await;
     }
 );

@@ -14,6 +14,18 @@ use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+/// One row of `tool_executions`.
+#[derive(Debug, sqlx::FromRow)]
+pub struct AuditRow {
+    pub user_id: String,
+    pub conversation_id: Option<String>,
+    pub tool: String,
+    pub arguments: String,
+    pub result: String,
+    pub is_error: bool,
+    pub duration_ms: i64,
+}
+
 pub struct TestApp {
     pub address: String,
     pub llm: MockServer,
@@ -148,6 +160,17 @@ impl TestApp {
             .respond_with(r)
             .mount(&self.llm)
             .await;
+    }
+
+    /// The tool audit trail, oldest first.
+    pub async fn audit(&self) -> Vec<AuditRow> {
+        const SQL: &str = "SELECT user_id, conversation_id, tool, arguments, result, is_error, \
+                           duration_ms FROM tool_executions ORDER BY id";
+        match &self.db.as_ref().expect("database").db {
+            todo_mcp::db::Database::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await,
+            todo_mcp::db::Database::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await,
+        }
+        .expect("audit rows")
     }
 
     pub async fn cleanup(mut self) {
