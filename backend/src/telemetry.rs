@@ -40,6 +40,9 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: 
         let ms = elapsed.as_secs_f64() * 1000.0;
         if quiet {
             tracing::debug!(status, elapsed_ms = ms, "served");
+        } else if status == 503 {
+            // Shedding load or missing configuration: expected states, not faults.
+            tracing::warn!(status, elapsed_ms = ms, "served");
         } else if status >= 500 {
             tracing::error!(status, elapsed_ms = ms, "served");
         } else {
