@@ -12,7 +12,7 @@ use todo_mcp::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, va
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::agent::{Agent, TurnRequest, prompt};
+use crate::agent::{Agent, TurnError, TurnRequest, prompt};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::store::{ConversationStore, Idempotency};
 
@@ -159,7 +159,7 @@ pub async fn chat(
         })?,
     };
     if state.agent.llm.is_none() {
-        return Err(crate::agent::TurnError::NotConfigured.into());
+        return Err(TurnError::NotConfigured.into());
     }
     // Held by the turn until it ends, even if the client goes away.
     let turn_slot = state
@@ -218,55 +218,16 @@ pub async fn chat(
         on_stored: Some(tx),
     };
     // The turn runs to its end even if the client goes away, so history and leases stay right.
-    let agent = state.agent.clone();
-    let store = state.conversations.clone();
-    let metrics = state.metrics.clone();
     let task = tokio::spawn(
-        async move {
-        let key_for_link = key.clone();
-        let user_for_link = req.user.clone();
-        let store_for_link = store.clone();
-        let link = async move {
-            if let (Some(k), Ok(id)) = (key_for_link, rx.await)
-                && let Err(e) = store_for_link
-                    .idempotency_conversation(&user_for_link, &k, id)
-                    .await
-                {
-                    tracing::warn!(error = %e, "linking an idempotency key to its conversation failed");
-                }
-        };
-        let (result, ()) = tokio::join!(agent.run(req), link);
-        drop(turn_slot);
-        metrics.observe_turn(match &result {
-            Ok(_) => "ok",
-            Err(crate::agent::TurnError::NotFound) => "not_found",
-            Err(crate::agent::TurnError::Busy) => "busy",
-            Err(crate::agent::TurnError::Timeout) => "timeout",
-            Err(crate::agent::TurnError::Llm(_)) => "llm_error",
-            Err(_) => "error",
-        });
-        let (status, body) = match result {
-            Ok(answer) => (
-                StatusCode::OK,
-                serde_json::to_string(&answer).unwrap_or_default(),
-            ),
-            Err(e) => {
-                let err: ApiError = e.into();
-                if let Some(k) = &key {
-                    let _ = store.idempotency_finish(&user, k, None).await;
-                }
-                return Err(err);
-            }
-        };
-        if let Some(k) = &key
-            && let Err(e) = store
-                .idempotency_finish(&user, k, Some((status.as_u16(), &body)))
-                .await
-            {
-                tracing::warn!(error = %e, "storing an idempotent answer failed");
-            }
-        Ok((status, body))
-    }
+        keyed_turn(
+            state.agent.clone(),
+            state.conversations.clone(),
+            state.metrics.clone(),
+            turn_slot,
+            key,
+            req,
+            rx,
+        )
         .instrument(tracing::Span::current()),
     );
     match task.await {
@@ -274,6 +235,55 @@ pub async fn chat(
         Ok(Err(e)) => Err(e),
         Err(e) => Err(ApiError::internal("chat turn panicked", &e)),
     }
+}
+
+/// Runs a turn and keeps its idempotency record in step: linked to the conversation once the
+/// message is stored, then `done` with the answer or `failed` (so a retry resumes it).
+async fn keyed_turn(
+    agent: Arc<Agent>,
+    store: Arc<dyn ConversationStore>,
+    metrics: Arc<crate::metrics::Metrics>,
+    turn_slot: tokio::sync::OwnedSemaphorePermit,
+    key: Option<String>,
+    req: TurnRequest,
+    stored: tokio::sync::oneshot::Receiver<Uuid>,
+) -> Result<(StatusCode, String), ApiError> {
+    let user = req.user.clone();
+    let link = async {
+        if let (Some(k), Ok(id)) = (&key, stored.await)
+            && let Err(e) = store.idempotency_conversation(&user, k, id).await
+        {
+            tracing::warn!(error = %e, "linking an idempotency key to its conversation failed");
+        }
+    };
+    let (result, ()) = tokio::join!(agent.run(req), link);
+    drop(turn_slot);
+    metrics.observe_turn(match &result {
+        Ok(_) => "ok",
+        Err(TurnError::NotFound) => "not_found",
+        Err(TurnError::Busy) => "busy",
+        Err(TurnError::Timeout) => "timeout",
+        Err(TurnError::Llm(_)) => "llm_error",
+        Err(_) => "error",
+    });
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(e) => {
+            if let Some(k) = &key {
+                let _ = store.idempotency_finish(&user, k, None).await;
+            }
+            return Err(e.into());
+        }
+    };
+    let body = serde_json::to_string(&answer).unwrap_or_default();
+    if let Some(k) = &key
+        && let Err(e) = store
+            .idempotency_finish(&user, k, Some((StatusCode::OK.as_u16(), &body)))
+            .await
+    {
+        tracing::warn!(error = %e, "storing an idempotent answer failed");
+    }
+    Ok((StatusCode::OK, body))
 }
 
 /// A page of conversations.
