@@ -352,8 +352,9 @@ impl Agent {
                 };
             let outcome = if !self.toolbox.knows(&call.name) {
                 ToolOutcome::error(format!(
-                    "There is no tool named {:?}. Available tools: add_task, list_tasks, complete_task, delete_task, update_task, restore_task.",
-                    call.name
+                    "There is no tool named {:?}. Available tools: {}.",
+                    call.name,
+                    self.toolbox.names().join(", ")
                 ))
             } else {
                 match &parsed {

@@ -150,6 +150,13 @@ impl Toolbox {
         self.names.contains(name)
     }
 
+    /// The tool names, sorted (for messages to the model).
+    pub fn names(&self) -> Vec<&str> {
+        let mut v: Vec<&str> = self.names.iter().map(String::as_str).collect();
+        v.sort_unstable();
+        v
+    }
+
     /// Whether the tool is annotated destructive.
     pub fn is_destructive(&self, name: &str) -> bool {
         self.destructive.contains(name)
