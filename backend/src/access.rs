@@ -72,8 +72,9 @@ impl AccessSettings {
 /// The access rules of a running service.
 pub struct Access {
     verifier: Option<Verifier>,
-    rate: RateLimiter,
+    rate: crate::limits::UserLimit,
     turns: Arc<Semaphore>,
+    max_turns: usize,
     allowed_origins: Vec<HeaderValue>,
 }
 
@@ -94,8 +95,9 @@ impl Access {
             .collect::<anyhow::Result<_>>()?;
         Ok(Access {
             verifier,
-            rate: RateLimiter::new(s.rate_limit_per_minute),
+            rate: crate::limits::UserLimit::in_memory("chat", s.rate_limit_per_minute),
             turns: Arc::new(Semaphore::new(s.max_concurrent_turns.max(1))),
+            max_turns: s.max_concurrent_turns.max(1),
             allowed_origins,
         })
     }
@@ -105,9 +107,26 @@ impl Access {
         self.verifier.as_ref()
     }
 
+    /// Counts per-user limits in `db` when it is shared by replicas (PostgreSQL).
+    pub fn counted_in(mut self, db: &todo_mcp::db::Database, per_minute: u32) -> Access {
+        self.rate = crate::limits::UserLimit::counted_in(db, "chat", per_minute);
+        self
+    }
+
+    /// Model turns running now in this process (their slots are taken).
+    pub fn turns_in_flight(&self) -> usize {
+        self.max_turns
+            .saturating_sub(self.turns.available_permits())
+    }
+
     /// Counts one chat turn of `user`; 429 with `Retry-After` past the rate.
-    pub fn check_rate(&self, user: &str) -> Result<(), ApiError> {
-        self.rate.check(user).map_err(|wait| {
+    pub async fn check_rate(&self, user: &str) -> Result<(), ApiError> {
+        let counted = self
+            .rate
+            .check(user)
+            .await
+            .map_err(|e| ApiError::unavailable("counting the chat rate failed", &e))?;
+        counted.map_err(|wait| {
             let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
             ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
@@ -201,9 +220,8 @@ pub async fn require_owner(
 /// Chat turns per user per minute, as a generic cell rate (GCRA): a full minute's allowance
 /// may be spent at once, then one more per `60 s / rate`.
 ///
-/// In-process: with N replicas behind a balancer a user may get up to N times the rate.
-/// That bounds abuse well enough for the model bill and keeps the database out of every
-/// request; a shared limit would need a shared store.
+/// In-process: the counter for SQLite (one process); with PostgreSQL the same algorithm runs
+/// in the database (`crate::limits`), so replicas share one allowance.
 pub struct RateLimiter {
     per_minute: u32,
     /// Theoretical arrival time of the next allowed turn, per user.

@@ -26,6 +26,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Authentication, rate and concurrency limits.
     pub access: Arc<crate::access::Access>,
+    /// Readiness and draining (`crate::lifecycle`).
+    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
 }
 
 /// Checks a user id from the path.
@@ -125,6 +127,7 @@ pub async fn chat(
     state
         .access
         .check_rate(&user)
+        .await
         .inspect_err(|_| state.metrics.reject("rate_limited"))?;
     let message = body.message.trim().to_string();
     if message.is_empty() {
@@ -439,12 +442,8 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-/// `GET /readyz`: the database answers.
+/// `GET /readyz`: the database answers and the process is not shutting down.
 pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state
-        .db
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable("readiness check failed", &e))?;
+    state.lifecycle.ready().await?;
     Ok("ready")
 }

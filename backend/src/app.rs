@@ -41,7 +41,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         }
         None => Toolbox::in_process(tasks.clone()).await?,
     };
-    let access = Arc::new(Access::new(&settings.access)?);
+    let access = Arc::new(
+        Access::new(&settings.access)?.counted_in(&db, settings.access.rate_limit_per_minute),
+    );
     if let Some(v) = access.verifier() {
         v.warm_up().await;
     }
@@ -65,7 +67,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         limits: settings.limits.clone(),
         metrics: metrics.clone(),
     };
+    let lifecycle = crate::lifecycle::Lifecycle::start(db.clone());
     Ok(AppState {
+        lifecycle,
         db,
         agent: Arc::new(agent),
         conversations,
@@ -86,6 +90,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(api::messages),
         )
         .route("/api/{user_id}/tasks", get(api::tasks))
+        // Refused fast (503, Retry-After) while draining or while the database is away.
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.lifecycle.clone(),
+            crate::lifecycle::gate,
+        ))
         // Every route above needs a token naming the path's user; those below are public.
         .route_layer(axum::middleware::from_fn_with_state(
             state.access.clone(),

@@ -7,6 +7,8 @@ pub mod api;
 pub mod app;
 pub mod config;
 pub mod error;
+pub mod lifecycle;
+pub mod limits;
 pub mod metrics;
 pub mod openapi;
 pub mod store;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use todo_backend::app;
+use todo_backend::{app, lifecycle};
 use todo_backend::config::Settings;
 use todo_mcp::db::{Database, DbOptions};
 use todo_mcp::runtime;
@@ -59,14 +59,25 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let db = state.db.clone();
             let listener = app::bind(bind).await?;
             let local = listener.local_addr()?;
-            let shutdown = runtime::shutdown_on_signals();
+            // SIGTERM drains turns first; the listener closes only then.
+            let (shutdown, deadline) = lifecycle::drain_on(
+                runtime::shutdown_on_signals(),
+                state.lifecycle.clone(),
+                state.access.clone(),
+                lifecycle::ShutdownSettings::from_env(settings.limits.turn_timeout)?,
+            );
             tracing::info!(database = db.kind(), "listening on http://{local}");
-            app::serve(
+            let served = app::serve(
                 listener,
                 app::router(state, settings.max_body_bytes),
                 shutdown,
-            )
-            .await?;
+            );
+            tokio::select! {
+                r = served => r?,
+                () = lifecycle::past(deadline) => {
+                    tracing::warn!("shutdown timeout reached with requests still open; exiting");
+                }
+            }
             db.close().await;
             tracing::info!("stopped");
         }
