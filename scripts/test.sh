@@ -172,12 +172,22 @@ if [ "$#" -eq 0 ] && [ -z "${SKIP_FUZZ:-}" ]; then
     [ "$fuzz_status" -eq 0 ] || log "API fuzzing failed (exit status $fuzz_status)"
 fi
 
+# Deployment files (docker/, k8s/): rendered, schema-validated offline and linted, on a
+# full run only.
+deploy_status=0
+if [ "$#" -eq 0 ] && [ -z "${SKIP_DEPLOY_CHECK:-}" ]; then
+    log "running: scripts/check-deploy.sh"
+    ./scripts/check-deploy.sh || deploy_status=$?
+    [ "$deploy_status" -eq 0 ] || log "deployment checks failed (exit status $deploy_status)"
+fi
+
 log "running: ${runner[*]} $*"
 set +e
 "${runner[@]}" "$@"
 status=$?
 set -e
 [ "$status" -ne 0 ] || status=$fuzz_status
+[ "$status" -ne 0 ] || status=$deploy_status
 if [ "$status" -eq 0 ]; then
     log "tests passed"
 else

@@ -1,0 +1,45 @@
+# syntax=docker/dockerfile:1
+# todo-mcp: the MCP tool server (streamable HTTP). Build from the repository root:
+#   docker build -f docker/mcp.Dockerfile -t todo-mcp .
+#
+# A static (musl) binary on an empty base: the runtime image holds the binary, the CA
+# certificates and nothing else, and runs as an unprivileged numeric user.
+
+FROM rust:1.95.0-alpine3.23 AS build
+# ring and the bundled SQLite are C: they need the musl C headers. Package versions follow
+# the pinned Alpine release.
+# hadolint ignore=DL3018
+RUN apk add --no-cache musl-dev ca-certificates
+WORKDIR /src
+
+# Dependencies first: this layer is rebuilt only when a manifest or the lock file changes.
+COPY Cargo.toml Cargo.lock ./
+COPY mcp-server/Cargo.toml mcp-server/build.rs mcp-server/
+COPY backend/Cargo.toml backend/
+COPY tests/Cargo.toml tests/
+COPY bench/Cargo.toml bench/
+RUN mkdir -p mcp-server/src backend/src bench/src \
+ && for d in mcp-server/src backend/src bench/src; do echo 'fn main() {}' > "$d/main.rs"; done \
+ && touch mcp-server/src/lib.rs backend/src/lib.rs tests/lib.rs \
+ && echo 'fn main() {}' > tests/mock_llm.rs \
+ && cargo build --release --locked -p todo-mcp
+
+# Then the sources (touched so cargo sees them as newer than the stubs).
+COPY AGENT_PROMPT.md ./
+COPY migrations migrations
+COPY mcp-server/src mcp-server/src
+# The backend is a workspace member, not a dependency: its sources are not needed.
+RUN touch mcp-server/src/lib.rs mcp-server/src/main.rs \
+ && cargo build --release --locked -p todo-mcp \
+ && cp target/release/todo-mcp /todo-mcp
+
+FROM scratch
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+COPY --from=build /todo-mcp /todo-mcp
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    LOG_FORMAT=json
+# A numeric user, so Kubernetes' runAsNonRoot can verify it.
+USER 65532:65532
+EXPOSE 8001
+ENTRYPOINT ["/todo-mcp"]
+CMD ["http", "--bind", "0.0.0.0:8001"]
