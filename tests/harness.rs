@@ -253,6 +253,34 @@ impl Service {
             .with_context(|| format!("{} did not die within 10 s", self.name))?
             .with_context(|| format!("waiting for {} failed", self.name))
     }
+
+    /// Sends SIGTERM (a graceful stop, as Kubernetes does) without waiting.
+    pub async fn terminate(&self) -> anyhow::Result<()> {
+        let pid = self
+            .child
+            .id()
+            .with_context(|| format!("{} has already exited", self.name))?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await
+            .context("running kill -TERM")?;
+        anyhow::ensure!(status.success(), "kill -TERM {pid} failed: {status}");
+        Ok(())
+    }
+
+    /// Waits up to `within` for the child to exit and returns its status.
+    pub async fn wait_exit(&mut self, within: Duration) -> anyhow::Result<ExitStatus> {
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .with_context(|| format!("{} did not exit within {within:?}", self.name))?
+            .with_context(|| format!("waiting for {} failed", self.name))
+    }
+
+    /// The child's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
 }
 
 fn describe(status: Option<ExitStatus>) -> String {

@@ -105,7 +105,7 @@ fn shutting_down() -> ApiError {
 fn database_away() -> ApiError {
     ApiError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "unavailable",
+        "database_unavailable",
         "The service cannot reach its database right now; try again shortly.",
     )
     .with_retry_after(2)
@@ -245,7 +245,7 @@ mod tests {
         let l = Lifecycle::start(t.db.clone());
         t.db.close().await;
         let err = l.ready().await.unwrap_err();
-        assert_eq!(err.code, "unavailable");
+        assert_eq!(err.code, "database_unavailable");
         assert!(!l.database_up());
         t.cleanup().await;
     }

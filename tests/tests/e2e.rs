@@ -9,9 +9,19 @@
 mod checks;
 #[path = "e2e/conversation.rs"]
 mod conversation;
+#[path = "e2e/deployment.rs"]
+mod deployment;
+#[path = "e2e/fleet.rs"]
+mod fleet;
+#[path = "e2e/mcp_balanced.rs"]
+mod mcp_balanced;
+#[path = "e2e/proxy.rs"]
+mod proxy;
 #[path = "e2e/replicas.rs"]
 mod replicas;
 #[path = "e2e/retries.rs"]
 mod retries;
+#[path = "e2e/shutdown.rs"]
+mod shutdown;
 #[path = "e2e/support.rs"]
 mod support;
