@@ -255,18 +255,15 @@ impl Service {
     }
 
     /// Sends SIGTERM (a graceful stop, as Kubernetes does) without waiting.
-    pub async fn terminate(&self) -> anyhow::Result<()> {
+    pub fn terminate(&self) -> anyhow::Result<()> {
         let pid = self
             .child
             .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(rustix::process::Pid::from_raw)
             .with_context(|| format!("{} has already exited", self.name))?;
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await
-            .context("running kill -TERM")?;
-        anyhow::ensure!(status.success(), "kill -TERM {pid} failed: {status}");
-        Ok(())
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
+            .with_context(|| format!("sending SIGTERM to {}", self.name))
     }
 
     /// Waits up to `within` for the child to exit and returns its status.
@@ -275,6 +272,18 @@ impl Service {
             .await
             .with_context(|| format!("{} did not exit within {within:?}", self.name))?
             .with_context(|| format!("waiting for {} failed", self.name))
+    }
+
+    /// Waits up to `within` for `needle` in the child's output (which may trail its exit).
+    pub async fn wait_log(&self, needle: &str, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(needle) {
+            if Instant::now() >= deadline {
+                bail!(self.failure(&format!("never logged {needle:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
     }
 
     /// The child's process id, while it runs.

@@ -124,11 +124,11 @@ pub async fn chat(
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let user = valid_user(&user_id)?;
-    state
-        .access
-        .check_rate(&user)
-        .await
-        .inspect_err(|_| state.metrics.reject("rate_limited"))?;
+    state.access.check_rate(&user).await.inspect_err(|e| {
+        if e.code == "rate_limited" {
+            state.metrics.reject("rate_limited");
+        }
+    })?;
     let message = body.message.trim().to_string();
     if message.is_empty() {
         return Err(ApiError::unprocessable(

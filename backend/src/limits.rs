@@ -122,7 +122,9 @@ impl UserLimit {
             .fetch_optional(pool)
             .await?;
         let wait = wait.filter(|w| w.is_finite() && *w >= 0.0).unwrap_or(0.0);
-        Ok(Err(Duration::from_micros(wait as u64).max(Duration::from_millis(1))))
+        Ok(Err(
+            Duration::from_micros(wait as u64).max(Duration::from_millis(1))
+        ))
     }
 }
 

@@ -3,8 +3,8 @@
 use std::net::SocketAddr;
 
 use clap::{Parser, Subcommand};
-use todo_backend::{app, lifecycle};
 use todo_backend::config::Settings;
+use todo_backend::{app, lifecycle};
 use todo_mcp::db::{Database, DbOptions};
 use todo_mcp::runtime;
 

@@ -55,7 +55,10 @@ async fn three_replicas_share_a_conversation_through_a_sigkill_and_a_restart_of_
     let want: Vec<String> = (0..8).map(|k| format!("Task {k}")).collect();
     assert_eq!(all, want, "each task once, none lost");
     let done = f.get(2, &format!("/api/{u}/tasks?status=completed")).await;
-    assert_eq!(titles(done.json["tasks"].as_array().expect("tasks")), ["Task 1"]);
+    assert_eq!(
+        titles(done.json["tasks"].as_array().expect("tasks")),
+        ["Task 1"]
+    );
     f.finish().await;
 }
 
@@ -88,13 +91,7 @@ async fn turn(
 #[tokio::test]
 async fn a_user_flooding_three_replicas_gets_one_allowance_not_three() {
     let per_minute = 4;
-    let Some(f) = Fleet::start(
-        Needs::Postgres,
-        3,
-        0,
-        &[("RATE_LIMIT_PER_MINUTE", "4")],
-    )
-    .await
+    let Some(f) = Fleet::start(Needs::Postgres, 3, 0, &[("RATE_LIMIT_PER_MINUTE", "4")]).await
     else {
         return skipped("a_user_flooding_three_replicas");
     };
@@ -247,7 +244,10 @@ async fn a_rolling_restart_under_steady_load_loses_no_turn_and_doubles_none() {
                         }
                         continue;
                     }
-                    seen.lock().await.unexpected.push(format!("{message}: {a:?}"));
+                    seen.lock()
+                        .await
+                        .unexpected
+                        .push(format!("{message}: {a:?}"));
                     return (user, conv, said);
                 }
                 said.push(message);
@@ -263,7 +263,10 @@ async fn a_rolling_restart_under_steady_load_loses_no_turn_and_doubles_none() {
         let before = seen.lock().await.ok;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while seen.lock().await.ok < before + 4 {
-            assert!(tokio::time::Instant::now() < deadline, "no progress under load");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no progress under load"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         f.stop_gracefully(i, STOP_WITHIN).await;
@@ -280,7 +283,11 @@ async fn a_rolling_restart_under_steady_load_loses_no_turn_and_doubles_none() {
         "rolling restart: {} turns answered 200, {} retryable 503s, {} refused connections",
         seen.ok, seen.retryable_503, seen.refused_connections
     );
-    assert!(seen.unexpected.is_empty(), "unexpected answers: {:#?}", seen.unexpected);
+    assert!(
+        seen.unexpected.is_empty(),
+        "unexpected answers: {:#?}",
+        seen.unexpected
+    );
     for (user, conv, said) in results {
         let conv = conv.expect("a conversation");
         let said: Vec<&str> = said.iter().map(String::as_str).collect();

@@ -89,12 +89,14 @@ impl Fleet {
                     .expect("SQLite is always available"),
             },
         };
-        let mock = Service::start(Spawn::new("mock-llm", env!("CARGO_BIN_EXE_mock-llm")).args([
-            "--bind".to_string(),
-            "127.0.0.1:0".into(),
-            "--latency-ms".into(),
-            latency_ms.to_string(),
-        ]))
+        let mock = Service::start(
+            Spawn::new("mock-llm", env!("CARGO_BIN_EXE_mock-llm")).args([
+                "--bind".to_string(),
+                "127.0.0.1:0".into(),
+                "--latency-ms".into(),
+                latency_ms.to_string(),
+            ]),
+        )
         .await
         .expect("starting mock-llm");
         let mut fleet = Fleet {
@@ -126,7 +128,10 @@ impl Fleet {
         self.started += 1;
         let mut spec = Spawn::new(name.clone(), self.backend_bin.clone())
             .args(["serve", "--bind", "127.0.0.1:0"])
-            .env("DATABASE_URL", db_url.map_or_else(|| self.db_url(), str::to_string))
+            .env(
+                "DATABASE_URL",
+                db_url.map_or_else(|| self.db_url(), str::to_string),
+            )
             .env("RUST_LOG", "info")
             .env("OPENAI_BASE_URL", self.mock.url("/v1"))
             .env("OPENAI_API_KEY", "test")
@@ -148,11 +153,16 @@ impl Fleet {
     /// Stops replica `i` with SIGTERM and waits for a clean exit.
     pub async fn stop_gracefully(&mut self, i: usize, within: Duration) {
         let mut r = self.replicas[i].take().expect("a running replica");
-        r.terminate().await.expect("SIGTERM");
+        r.terminate().expect("SIGTERM");
         let status = r.wait_exit(within).await.unwrap_or_else(|e| {
             panic!("{e:#}; its output:\n{}", r.log());
         });
-        assert!(status.success(), "{} exited with {status}:\n{}", r.name(), r.log());
+        assert!(
+            status.success(),
+            "{} exited with {status}:\n{}",
+            r.name(),
+            r.log()
+        );
     }
 
     /// Kills replica `i` with SIGKILL, as a crash would.

@@ -27,7 +27,11 @@ async fn mcp_server(name: &str, db_url: &str) -> Service {
     .unwrap_or_else(|e| panic!("starting {name}: {e:#}"))
 }
 
-async fn call(client: &rmcp::service::RunningService<rmcp::RoleClient, ()>, tool: &str, args: Value) -> Value {
+async fn call(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> Value {
     let Value::Object(args) = args else {
         panic!("arguments are an object")
     };
@@ -64,17 +68,26 @@ async fn two_mcp_servers_behind_a_round_robin_balancer_serve_one_client_without_
         .build()
         .expect("an HTTP client");
     let url = format!("http://{}/mcp", balancer.addr());
-    let client = ().serve(StreamableHttpClientTransport::with_client(
-        http,
-        StreamableHttpClientTransportConfig::with_uri(url.as_str()),
-    ))
-    .await
-    .expect("MCP handshake through the balancer");
+    let client = ()
+        .serve(StreamableHttpClientTransport::with_client(
+            http,
+            StreamableHttpClientTransportConfig::with_uri(url.as_str()),
+        ))
+        .await
+        .expect("MCP handshake through the balancer");
 
-    let tools = client.list_all_tools().await.expect("tools through the balancer");
+    let tools = client
+        .list_all_tools()
+        .await
+        .expect("tools through the balancer");
     assert!(tools.iter().any(|t| t.name == "add_task"), "{tools:?}");
     for k in 1..=6 {
-        let added = call(&client, "add_task", json!({"title": format!("Balanced {k}")})).await;
+        let added = call(
+            &client,
+            "add_task",
+            json!({"title": format!("Balanced {k}")}),
+        )
+        .await;
         assert_eq!(added["id"], k, "{added}");
     }
     call(&client, "complete_task", json!({"id": 3})).await;
@@ -85,22 +98,35 @@ async fn two_mcp_servers_behind_a_round_robin_balancer_serve_one_client_without_
     );
 
     // One server is stopped as Kubernetes does; it exits cleanly and the other serves on.
-    b.terminate().await.expect("SIGTERM");
+    b.terminate().expect("SIGTERM");
     let status = b
         .wait_exit(Duration::from_secs(30))
         .await
         .unwrap_or_else(|e| panic!("{e:#}\n{}", b.log()));
-    assert!(status.success(), "todo-mcp B exited with {status}:\n{}", b.log());
-    assert!(b.log().contains("stopped"), "{}", b.log());
+    assert!(
+        status.success(),
+        "todo-mcp B exited with {status}:\n{}",
+        b.log()
+    );
+    b.wait_log("stopped", Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
     let page = call(&client, "list_tasks", json!({"status": "all"})).await;
     let tasks = page["tasks"].as_array().expect("tasks");
     assert_eq!(tasks.len(), 6, "{page}");
     let pending = call(&client, "list_tasks", json!({})).await;
-    assert_eq!(pending["tasks"].as_array().map(Vec::len), Some(5), "{pending}");
+    assert_eq!(
+        pending["tasks"].as_array().map(Vec::len),
+        Some(5),
+        "{pending}"
+    );
 
     client.cancel().await.expect("closing the client");
     for (name, s) in [("A", a.log()), ("B", b.log())] {
-        assert!(!s.to_lowercase().contains("session not found"), "{name}:\n{s}");
+        assert!(
+            !s.to_lowercase().contains("session not found"),
+            "{name}:\n{s}"
+        );
     }
     drop(balancer);
     drop(a);
