@@ -141,7 +141,10 @@ pub fn answer(cmd: &Command, o: &ToolOutcome, here: Here) -> String {
             };
             format!("Changed the {what}: {line}.")
         }
-        Command::Delete(n) => format!("Moved {line} to the trash; /restore {n} brings it back."),
+        Command::Delete(n) => format!(
+            "Moved #{} {} to the trash; /restore {n} brings it back.",
+            t.id, t.title
+        ),
         Command::Restore(_) => format!("Restored {line}."),
         Command::List(_) | Command::Undo | Command::Help => o.text.clone(),
     }
