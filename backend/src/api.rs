@@ -161,9 +161,6 @@ pub async fn chat(
             )
         })?,
     };
-    if state.agent.llm.is_none() {
-        return Err(TurnError::NotConfigured.into());
-    }
     // Held by the turn until it ends, even if the client goes away.
     let turn_slot = state
         .access
@@ -259,7 +256,8 @@ async fn keyed_turn(
             tracing::warn!(error = %e, "linking an idempotency key to its conversation failed");
         }
     };
-    let (result, ()) = tokio::join!(agent.run(req), link);
+    // Commands (and every message when no model is configured) are answered without the model.
+    let (result, ()) = tokio::join!(crate::commands::run_turn(&agent, req), link);
     drop(turn_slot);
     metrics.observe_turn(match &result {
         Ok(_) => "ok",

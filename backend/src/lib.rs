@@ -5,6 +5,7 @@ pub mod access;
 pub mod agent;
 pub mod api;
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod error;
 pub mod lifecycle;

@@ -130,6 +130,7 @@ pub fn document() -> Value {
     let chat = json!({
         "operationId": "chat",
         "summary": "One chat turn: the model reads the message, calls task tools, and answers",
+        "description": "A message starting with `/` is a command run directly against the task tools, without the model: /add <title> [due words] [!high|!low] [#tag…], /list [today|overdue|done|trash|all|#tag|words], /done <n>, /undone <n>, /edit <n> <field> <value>, /delete <n>, /restore <n>, /undo, /help. It answers in the same shape and is stored like any exchange; a malformed command answers its usage line. Due words are read in `timezone`. With no model configured, commands still work and any other message is answered with the commands and the settings that enable free-form chat.",
         "security": security,
         "parameters": [user_param(), {
             "name": "Idempotency-Key", "in": "header", "required": false,

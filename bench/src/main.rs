@@ -6,6 +6,7 @@
 
 mod chat;
 mod clients;
+mod commands;
 mod db;
 mod load;
 mod mcp;
@@ -241,6 +242,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let idle_after = procfs::rss_mb(backend_pid);
             let peak = procfs::hwm_mb(backend_pid);
             render_chat(&mut out, &points, llm_latency_ms);
+            eprintln!("todo-bench: command turns (no model call)");
+            let command_points = commands::headline(
+                &env,
+                &backend,
+                &common.run_id,
+                &common.concurrency,
+                duration,
+            )
+            .await?;
+            commands::render(&mut out.md, &command_points, &points);
+            out.json
+                .push(serde_json::json!({"kind": "commands", "points": command_points}));
             render_statements(&mut out, &points);
             let _ = writeln!(
                 out.md,

@@ -4,6 +4,7 @@
 
 mod auth;
 mod chat;
+mod commands;
 mod failures;
 mod helpers;
 mod hostile;

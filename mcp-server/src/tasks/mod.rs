@@ -2,6 +2,7 @@
 
 mod model;
 mod store;
+pub mod when;
 
 pub use model::*;
 pub use store::{PgTaskStore, SqliteTaskStore, StoreError, TaskStore};

@@ -250,33 +250,63 @@ async fn another_users_conversation_is_not_found() {
 }
 
 #[tokio::test]
-async fn without_a_model_chat_answers_503_and_the_rest_still_works() {
+async fn without_a_model_commands_add_list_and_complete_and_free_text_explains_them() {
     let s = Stack::start_without_llm().await;
     let b = s.backend(0);
-    let r = b
-        .post_chat("jill", &json!({"message": "add milk"}), None)
-        .await;
-    assert_eq!(r.status, 503, "{r:?}");
-    assert_eq!(r.json["error"]["code"], "llm_not_configured");
-    let message = r.json["error"]["message"].as_str().unwrap_or_default();
-    for setting in ["OPENAI_API_KEY", "OPENAI_BASE_URL", "LLM_MODEL"] {
-        assert!(
-            message.contains(setting),
-            "the message names {setting}: {message}"
-        );
+    // Free text is answered (200, stored) with the commands and the settings for a model.
+    let t = b.chat_ok("jill", "add milk", None).await;
+    let conv = t.conversation_id();
+    for needed in [
+        "/add",
+        "/list",
+        "/done",
+        "/help",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "LLM_MODEL",
+    ] {
+        assert!(t.response().contains(needed), "{needed} missing: {t:?}");
     }
+    assert!(t.calls().is_empty(), "{t:?}");
+    // The README's first command alone: add, list, complete.
+    let c = Some(conv.as_str());
+    let t = b
+        .chat_ok("jill", "/add Buy milk tomorrow 5pm #shopping", c)
+        .await;
+    assert_eq!(t.calls().len(), 1, "{t:?}");
+    assert_eq!(t.calls()[0]["name"], "add_task");
+    assert_eq!(t.calls()[0]["is_error"], false, "{t:?}");
+    assert!(
+        t.response().starts_with("Added #1 [ ] Buy milk (due "),
+        "{t:?}"
+    );
+    let t = b.chat_ok("jill", "/list", c).await;
+    assert!(t.response().contains("#1 [ ] Buy milk"), "{t:?}");
+    let t = b.chat_ok("jill", "/done 1", c).await;
+    assert!(
+        t.response().starts_with("Completed #1 [x] Buy milk"),
+        "{t:?}"
+    );
+    let t = b.chat_ok("jill", "/done", c).await;
+    assert!(t.response().contains("Usage: /done <n>"), "{t:?}");
+    assert_history(
+        &b.messages("jill", &conv).await,
+        &[
+            "add milk",
+            "/add Buy milk tomorrow 5pm #shopping",
+            "/list",
+            "/done 1",
+            "/done",
+        ],
+    );
+    let tasks = b.get("/api/jill/tasks?status=completed").await;
+    assert_eq!(tasks.status, 200, "{tasks:?}");
+    assert_eq!(
+        titles(tasks.json["tasks"].as_array().expect("a task list")),
+        ["Buy milk"]
+    );
     assert_eq!(b.get("/healthz").await.status, 200);
     assert_eq!(b.get("/readyz").await.status, 200);
-    let tasks = b.get("/api/jill/tasks").await;
-    assert_eq!(tasks.status, 200, "{tasks:?}");
-    assert_eq!(tasks.json["tasks"], json!([]));
-    let convs = b.get("/api/jill/conversations").await;
-    assert_eq!(convs.status, 200, "{convs:?}");
-    assert_eq!(
-        convs.json["conversations"],
-        json!([]),
-        "a refused turn stores nothing"
-    );
     s.finish().await;
 }
 

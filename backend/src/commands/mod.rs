@@ -1,0 +1,344 @@
+//! Commands typed in chat — `/add`, `/list`, `/done 3`, `/undo`… — run at once against the
+//! same MCP tools the model uses, through the same tool session, with no model call. A command
+//! turn is stored as an ordinary exchange (the person's message, an assistant message carrying
+//! the tool call, the tool's answer, the assistant's reply), so a model reading the history
+//! later sees a valid conversation, and it answers in the same [`TurnAnswer`] shape.
+//!
+//! With no model configured, a message that is not a command gets a short explanation of the
+//! commands and of the settings that enable free-form chat, stored the same way.
+
+pub mod parse;
+pub mod render;
+
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveTime, Utc};
+use rmcp::model::JsonObject;
+use serde_json::{Value, json};
+use todo_mcp::tasks::when::{self, When};
+use uuid::Uuid;
+
+use self::parse::{Change, Command, ListView, Malformed};
+use self::render::Here;
+use crate::agent::toolbox::ToolOutcome;
+use crate::agent::{Agent, ToolCallReport, TurnAnswer, TurnError, TurnRequest};
+use crate::store::{Lease, NewMessage, Role, ToolCallRecord, ToolExecution};
+
+/// What a free-form message is answered with when no model is configured.
+pub const NO_MODEL: &str = "No language model is configured here, so I only understand commands. \
+Try /add buy milk tomorrow 5pm, /list and /done 1; /help lists them all. \
+To chat in your own words, set OPENAI_API_KEY, OPENAI_BASE_URL and LLM_MODEL \
+(any OpenAI-compatible server) and restart the service.";
+
+/// Said for `/undo` when the tools have no `undo`.
+pub const NO_UNDO: &str =
+    "Undo is not available on this server: its tools have no `undo`. Nothing was changed.";
+
+/// The MCP tool behind `/undo`.
+const UNDO_TOOL: &str = "undo";
+
+/// Whether this turn is answered here rather than by the model.
+pub fn handles(agent: &Agent, message: &str) -> bool {
+    parse::is_command(message) || agent.llm.is_none()
+}
+
+/// Runs one chat turn: a command or the no-model explanation here, anything else with the model.
+pub async fn run_turn(agent: &Agent, req: TurnRequest) -> Result<TurnAnswer, TurnError> {
+    if handles(agent, &req.message) {
+        run(agent, req).await
+    } else {
+        agent.run(req).await
+    }
+}
+
+/// What a command turn does: a tool call, or only a reply.
+enum Plan {
+    Call {
+        command: Command,
+        tool: &'static str,
+        args: JsonObject,
+    },
+    Reply(String),
+}
+
+fn object(v: Value) -> JsonObject {
+    match v {
+        Value::Object(o) => o,
+        _ => JsonObject::new(),
+    }
+}
+
+/// The end of the person's day as an instant, and midnight UTC of their date (how a whole-day
+/// due date is stored): the tools' due window must take in both.
+fn day_bounds(here: Here) -> (DateTime<Utc>, DateTime<Utc>) {
+    let today = here.now.with_timezone(&here.tz).date_naive();
+    let tomorrow = today.succ_opt().unwrap_or(today);
+    let end_local = when::resolve(here.tz, tomorrow.and_time(NaiveTime::MIN));
+    (end_local, tomorrow.and_time(NaiveTime::MIN).and_utc())
+}
+
+fn stamp(t: DateTime<Utc>) -> String {
+    When::At(t).to_due()
+}
+
+fn list_args(view: &ListView, here: Here) -> JsonObject {
+    let (end_of_today, utc_tomorrow) = day_bounds(here);
+    let utc_today = utc_tomorrow - chrono::Duration::days(1);
+    object(match view {
+        ListView::Open => json!({"limit": 50}),
+        ListView::Today => {
+            json!({"due_before": stamp(end_of_today.max(utc_tomorrow)), "limit": 100})
+        }
+        ListView::Overdue => {
+            json!({"due_before": stamp(here.now.max(utc_today)), "limit": 100})
+        }
+        ListView::Done => json!({"status": "completed", "limit": 50}),
+        ListView::Trash => json!({"status": "deleted", "limit": 50}),
+        ListView::All => json!({"status": "all", "limit": 50}),
+        ListView::Tag(t) => json!({"tag": t, "limit": 50}),
+        ListView::Search(q) => json!({"query": q, "limit": 50}),
+    })
+}
+
+fn plan(agent: &Agent, message: &str, here: Here) -> Plan {
+    if !parse::is_command(message) {
+        return Plan::Reply(NO_MODEL.to_string());
+    }
+    let command = match parse::parse(message, here.now, here.tz) {
+        Ok(c) => c,
+        Err(Malformed { problem, usage }) => {
+            return Plan::Reply(format!("{problem}\nUsage: {usage}"));
+        }
+    };
+    let (tool, args) = match &command {
+        Command::Help => return Plan::Reply(parse::help().to_string()),
+        Command::Undo if !agent.toolbox.knows(UNDO_TOOL) => {
+            return Plan::Reply(NO_UNDO.to_string());
+        }
+        Command::Undo => (UNDO_TOOL, JsonObject::new()),
+        Command::Add {
+            title,
+            due,
+            priority,
+            tags,
+        } => {
+            let mut a = json!({ "title": title });
+            if let Some(d) = due {
+                a["due"] = json!(d.to_due());
+            }
+            if let Some(p) = priority {
+                a["priority"] = json!(p);
+            }
+            if !tags.is_empty() {
+                a["tags"] = json!(tags);
+            }
+            ("add_task", object(a))
+        }
+        Command::List(view) => ("list_tasks", list_args(view, here)),
+        Command::Done(id) => ("complete_task", object(json!({ "id": id }))),
+        Command::Undone(id) => (
+            "update_task",
+            object(json!({ "id": id, "completed": false })),
+        ),
+        Command::Delete(id) => ("delete_task", object(json!({ "id": id }))),
+        Command::Restore(id) => ("restore_task", object(json!({ "id": id }))),
+        Command::Edit { id, change } => {
+            let (field, value) = match change {
+                Change::Title(t) => ("title", json!(t)),
+                Change::Due(d) => ("due", d.map_or(Value::Null, |d| json!(d.to_due()))),
+                Change::Priority(p) => ("priority", json!(p)),
+                Change::Tags(t) => ("tags", json!(t)),
+                Change::Description(d) => ("description", json!(d)),
+            };
+            ("update_task", object(json!({ "id": id, field: value })))
+        }
+    };
+    Plan::Call {
+        command,
+        tool,
+        args,
+    }
+}
+
+fn title_from(message: &str) -> String {
+    let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut t: String = one_line.chars().take(60).collect();
+    if one_line.chars().count() > 60 {
+        t.push('…');
+    }
+    t
+}
+
+/// Runs a turn answered without the model, under the conversation's lease.
+#[tracing::instrument(name = "command_turn", skip_all, fields(conversation_id = tracing::field::Empty))]
+pub async fn run(agent: &Agent, mut req: TurnRequest) -> Result<TurnAnswer, TurnError> {
+    let lease = Uuid::new_v4().to_string();
+    let until = lease_until(agent);
+    let id = match req.conversation_id {
+        Some(id) => match agent
+            .conversations
+            .acquire(&req.user, id, &lease, until)
+            .await?
+        {
+            Lease::Acquired => id,
+            Lease::Busy => return Err(TurnError::Busy),
+            Lease::NotFound => return Err(TurnError::NotFound),
+        },
+        None => {
+            let id = Uuid::now_v7();
+            agent
+                .conversations
+                .create(&req.user, id, &title_from(&req.message), &lease, until)
+                .await?;
+            id
+        }
+    };
+    tracing::Span::current().record("conversation_id", tracing::field::display(id));
+    let result = run_leased(agent, id, &lease, &mut req).await;
+    if result.is_err()
+        && let Err(e) = agent.conversations.release(id, &lease).await
+    {
+        tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
+    }
+    result
+}
+
+fn lease_until(agent: &Agent) -> DateTime<Utc> {
+    Utc::now()
+        + chrono::Duration::from_std(agent.limits.turn_timeout)
+            .unwrap_or(chrono::Duration::minutes(1))
+}
+
+async fn run_leased(
+    agent: &Agent,
+    id: Uuid,
+    lease: &str,
+    req: &mut TurnRequest,
+) -> Result<TurnAnswer, TurnError> {
+    if !req.resume {
+        agent
+            .conversations
+            .append(
+                id,
+                lease,
+                lease_until(agent),
+                &[NewMessage {
+                    role: Some(Role::User),
+                    content: req.message.clone(),
+                    ..NewMessage::default()
+                }],
+                false,
+            )
+            .await?;
+    }
+    if let Some(tx) = req.on_stored.take() {
+        let _ = tx.send(id);
+    }
+    let here = Here {
+        now: Utc::now(),
+        tz: req.timezone,
+    };
+    let (response, mut to_store, reports) = match plan(agent, &req.message, here) {
+        Plan::Reply(text) => (text, Vec::new(), Vec::new()),
+        Plan::Call {
+            command,
+            tool,
+            args,
+        } => {
+            let (outcome, report, records) = call(agent, id, &req.user, tool, args).await?;
+            (
+                render::answer(&command, &outcome, here),
+                records,
+                vec![report],
+            )
+        }
+    };
+    to_store.push(NewMessage {
+        role: Some(Role::Assistant),
+        content: response.clone(),
+        // A command spends no model tokens.
+        prompt_tokens: Some(0),
+        completion_tokens: Some(0),
+        ..NewMessage::default()
+    });
+    let stored = agent
+        .conversations
+        .append(id, lease, lease_until(agent), &to_store, true)
+        .await?;
+    let created_at = stored.last().map_or_else(Utc::now, |m| m.created_at);
+    Ok(TurnAnswer {
+        conversation_id: id,
+        response,
+        tool_calls: reports,
+        created_at,
+    })
+}
+
+/// One tool call through a session of the tool box, audited and measured like the model's.
+async fn call(
+    agent: &Agent,
+    conversation: Uuid,
+    user: &str,
+    tool: &str,
+    args: JsonObject,
+) -> Result<(ToolOutcome, ToolCallReport, Vec<NewMessage>), TurnError> {
+    let call_id = format!("cmd_{}", Uuid::new_v4().simple());
+    let arguments = Value::Object(args.clone()).to_string();
+    let session = agent
+        .toolbox
+        .session(user)
+        .await
+        .map_err(TurnError::Tools)?;
+    let started = Instant::now();
+    let outcome = session.call(tool, args.clone()).await;
+    let elapsed = started.elapsed();
+    session.close().await;
+    agent.metrics.observe_tool(tool, outcome.is_error, elapsed);
+    tracing::info!(
+        tool,
+        is_error = outcome.is_error,
+        duration_ms = elapsed.as_millis() as u64,
+        "command tool call"
+    );
+    let audit = ToolExecution {
+        user_id: user.to_string(),
+        conversation_id: Some(conversation),
+        tool_call_id: Some(call_id.clone()),
+        tool: tool.to_string(),
+        arguments: arguments.clone(),
+        result: outcome.result.to_string(),
+        is_error: outcome.is_error,
+        duration_ms: elapsed.as_millis() as i64,
+    };
+    if let Err(e) = agent.conversations.record_tools(&[audit]).await {
+        tracing::error!(error = %e, "recording a command's tool execution failed");
+    }
+    let records = vec![
+        NewMessage {
+            role: Some(Role::Assistant),
+            tool_calls: vec![ToolCallRecord {
+                id: call_id.clone(),
+                name: tool.to_string(),
+                arguments,
+            }],
+            prompt_tokens: Some(0),
+            completion_tokens: Some(0),
+            ..NewMessage::default()
+        },
+        NewMessage {
+            role: Some(Role::Tool),
+            content: outcome.text.clone(),
+            tool_call_id: Some(call_id),
+            tool_name: Some(tool.to_string()),
+            is_error: outcome.is_error,
+            ..NewMessage::default()
+        },
+    ];
+    let report = ToolCallReport {
+        name: tool.to_string(),
+        arguments: Value::Object(args),
+        result: outcome.result.clone(),
+        is_error: outcome.is_error,
+    };
+    Ok((outcome, report, records))
+}
