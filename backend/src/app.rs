@@ -28,6 +28,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let db = Database::connect(settings.database_url.as_deref(), &DbOptions::from_env()?).await?;
     db.migrate().await?;
     let tasks = db.task_store();
+    for w in crate::preflight::check_auth(&settings.access)? {
+        tracing::warn!("{w}");
+    }
     let toolbox = match &settings.mcp_server_url {
         Some(url) => {
             let secret = settings.access.mcp_service_secret.as_ref().context(
@@ -35,6 +38,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
                  to todo-mcp with a credential signed by that shared secret (set the same value \
                  on both)",
             )?;
+            for w in crate::preflight::check_remote_mcp(url, &settings.access)? {
+                tracing::warn!("{w}");
+            }
             // Valid for one turn: a session is opened per turn.
             let ttl = settings.limits.turn_timeout + std::time::Duration::from_secs(60);
             Toolbox::remote(url, ServiceCredential::new(secret, ttl)).await?
@@ -102,7 +108,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state);
-    access.with_cors(router)
+    // Outermost: a request from a foreign Host or web page goes no further.
+    access
+        .with_cors(router)
+        .layer(axum::middleware::from_fn_with_state(
+            access.guard.clone(),
+            crate::guard::check,
+        ))
 }
 
 /// Serves on `listener` until `shutdown`, then drains.

@@ -93,7 +93,7 @@ impl Gate {
 }
 
 /// Whether a `Host` value (name, optional port) is safe to echo and names an accepted host.
-fn host_allowed(host: &str, allowed: &[String]) -> bool {
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     if host.is_empty()
         || host.len() > 255
         || !host

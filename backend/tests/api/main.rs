@@ -5,6 +5,7 @@
 mod auth;
 mod chat;
 mod failures;
+mod guard;
 mod helpers;
 mod hostile;
 mod limits;
