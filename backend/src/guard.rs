@@ -129,9 +129,7 @@ impl Guard {
             return true;
         }
         // Loopback pages on any port (http only: that is what a local page is served over).
-        if origin.starts_with("http://")
-            && LOOPBACK_HOSTS.contains(&authority_host(authority))
-        {
+        if origin.starts_with("http://") && LOOPBACK_HOSTS.contains(&authority_host(authority)) {
             return true;
         }
         self.origins.iter().any(|o| *o == origin)
@@ -220,7 +218,11 @@ mod tests {
         assert!(!allows(&g, "evil.example:8000", None), "DNS rebinding");
         assert!(!allows(&g, "127.0.0.1:8000", Some("http://evil.example")));
         assert!(!allows(&g, "127.0.0.1:8000", Some("null")));
-        assert!(!allows(&g, "127.0.0.1:8000", Some("https://localhost.evil.example")));
+        assert!(!allows(
+            &g,
+            "127.0.0.1:8000",
+            Some("https://localhost.evil.example")
+        ));
     }
 
     #[test]
@@ -231,9 +233,21 @@ mod tests {
             None,
         )
         .unwrap();
-        assert!(allows(&g, "todo.example.com", Some("https://todo.example.com")));
-        assert!(allows(&g, "TODO.example.com", Some("https://app.example.com")));
-        assert!(!allows(&g, "todo.example.com", Some("https://other.example.com")));
+        assert!(allows(
+            &g,
+            "todo.example.com",
+            Some("https://todo.example.com")
+        ));
+        assert!(allows(
+            &g,
+            "TODO.example.com",
+            Some("https://app.example.com")
+        ));
+        assert!(!allows(
+            &g,
+            "todo.example.com",
+            Some("https://other.example.com")
+        ));
     }
 
     #[test]

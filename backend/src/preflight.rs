@@ -75,6 +75,108 @@ pub fn check_auth(access: &AccessSettings) -> anyhow::Result<Vec<String>> {
     Ok(warnings)
 }
 
+/// Refuses settings outside sane bounds, naming the setting: an absurd value would overflow
+/// a clock (`TURN_TIMEOUT_SECS=10^12`) or let one request take the whole service.
+pub fn check_settings(s: &crate::config::Settings) -> anyhow::Result<()> {
+    let l = &s.limits;
+    let secs = |d: std::time::Duration| d.as_secs();
+    let mut checks: Vec<(&str, u64, u64, u64)> = vec![
+        ("TURN_TIMEOUT_SECS", secs(l.turn_timeout), 1, 3_600),
+        (
+            "MCP_REQUEST_TIMEOUT_SECS",
+            secs(l.mcp_request_timeout),
+            1,
+            600,
+        ),
+        ("AGENT_MAX_ROUNDS", l.max_rounds as u64, 1, 50),
+        (
+            "HISTORY_MAX_MESSAGES",
+            u64::from(l.history_messages),
+            1,
+            10_000,
+        ),
+        (
+            "HISTORY_MAX_TOKENS",
+            l.history_tokens as u64,
+            100,
+            1_000_000,
+        ),
+        ("PROMPT_OPEN_TASKS", u64::from(l.open_tasks), 0, 500),
+        (
+            "MAX_DESTRUCTIVE_CALLS_PER_TURN",
+            l.max_destructive_calls as u64,
+            0,
+            1_000,
+        ),
+        (
+            "MAX_TOOL_CALLS_PER_REPLY",
+            l.max_tool_calls_per_reply as u64,
+            1,
+            100,
+        ),
+        (
+            "MAX_TOOL_CALLS_PER_TURN",
+            l.max_tool_calls_per_turn as u64,
+            1,
+            1_000,
+        ),
+        (
+            "MAX_TOOL_RESULT_CHARS",
+            l.max_tool_result_chars as u64,
+            100,
+            1_000_000,
+        ),
+        (
+            "MAX_PROMPT_TOKENS",
+            l.max_prompt_tokens as u64,
+            1_000,
+            2_000_000,
+        ),
+        (
+            "MAX_MESSAGE_CHARS",
+            s.max_message_chars as u64,
+            1,
+            1_000_000,
+        ),
+        (
+            "MAX_BODY_BYTES",
+            s.max_body_bytes as u64,
+            1_024,
+            64 * 1024 * 1024,
+        ),
+        (
+            "MAX_CONCURRENT_TURNS",
+            s.access.max_concurrent_turns as u64,
+            1,
+            100_000,
+        ),
+        (
+            "RATE_LIMIT_PER_MINUTE",
+            u64::from(s.access.rate_limit_per_minute),
+            0,
+            1_000_000_000,
+        ),
+    ];
+    if let Some(llm) = &s.llm {
+        checks.push(("LLM_MAX_TOKENS", u64::from(llm.max_tokens), 1, 1_000_000));
+        checks.push((
+            "LLM_REQUEST_TIMEOUT_SECS",
+            secs(llm.request_timeout),
+            1,
+            3_600,
+        ));
+        checks.push(("LLM_MAX_RETRIES", llm.max_retries as u64, 0, 10));
+        checks.push(("LLM_MAX_RETRY_WAIT_SECS", secs(llm.max_retry_wait), 0, 600));
+    }
+    for (name, value, min, max) in checks {
+        anyhow::ensure!(
+            (min..=max).contains(&value),
+            "{name}={value} is outside the accepted range {min}..={max}"
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -117,7 +219,10 @@ mod tests {
             "http://[::1]:8001/mcp",
             "http://127.0.0.1:9/mcp",
         ] {
-            assert!(check_remote_mcp(url, &with_auth()).unwrap().is_empty(), "{url}");
+            assert!(
+                check_remote_mcp(url, &with_auth()).unwrap().is_empty(),
+                "{url}"
+            );
         }
         let mut a = with_auth();
         a.mcp_allow_plain_http = true;

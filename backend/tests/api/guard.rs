@@ -72,7 +72,9 @@ async fn seed_a_task(app: &TestApp) {
     ))
     .await;
     assert_eq!(
-        app.chat("alice", json!({"message": "add it"})).await.status(),
+        app.chat("alice", json!({"message": "add it"}))
+            .await
+            .status(),
         200
     );
 }
@@ -97,7 +99,11 @@ on_both_stores!(
             )
             .await;
             expect_error(r, 421, "host_not_allowed", &case).await;
-            for origin in ["https://attacker.example", "null", "http://127.0.0.1.attacker.example"] {
+            for origin in [
+                "https://attacker.example",
+                "null",
+                "http://127.0.0.1.attacker.example",
+            ] {
                 let case = format!("{} {} from Origin {origin}", route.0, route.1);
                 let r = send(&app, &route, None, Some(origin)).await;
                 expect_error(r, 403, "origin_not_allowed", &case).await;
@@ -116,7 +122,13 @@ on_both_stores!(
         );
         // Probes stay reachable by any name (orchestrators address pods by IP).
         for probe in ["/healthz", "/readyz"] {
-            let r = send(&app, &(Method::GET, probe.into(), None), Some(&rebound), None).await;
+            let r = send(
+                &app,
+                &(Method::GET, probe.into(), None),
+                Some(&rebound),
+                None,
+            )
+            .await;
             assert_eq!(r.status(), 200, "{probe}");
         }
         app.cleanup().await;
@@ -133,7 +145,13 @@ on_both_stores!(
             (None, None),
             (None, Some("http://localhost:5173")),
             (None, Some(format!("http://{authority}").as_str())),
-            (Some(format!("localhost:{}", authority.rsplit(':').next().unwrap())), None),
+            (
+                Some(format!(
+                    "localhost:{}",
+                    authority.rsplit(':').next().unwrap()
+                )),
+                None,
+            ),
         ]
         .iter()
         .map(|(h, o)| (h.clone(), o.map(str::to_string)))
@@ -163,11 +181,29 @@ async fn configured_hosts_and_origins_widen_the_rules_and_metrics_can_need_a_tok
         return;
     };
     let tasks = (Method::GET, "/api/alice/tasks".to_string(), None);
-    let r = send(&app, &tasks, Some("todo.example.com"), Some("https://app.example.com")).await;
+    let r = send(
+        &app,
+        &tasks,
+        Some("todo.example.com"),
+        Some("https://app.example.com"),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    let r = send(&app, &tasks, Some("todo.example.com"), Some("https://todo.example.com")).await;
+    let r = send(
+        &app,
+        &tasks,
+        Some("todo.example.com"),
+        Some("https://todo.example.com"),
+    )
+    .await;
     assert_eq!(r.status(), 200, "same origin");
-    let r = send(&app, &tasks, Some("todo.example.com"), Some("https://evil.example.com")).await;
+    let r = send(
+        &app,
+        &tasks,
+        Some("todo.example.com"),
+        Some("https://evil.example.com"),
+    )
+    .await;
     expect_error(r, 403, "origin_not_allowed", "foreign origin").await;
 
     let metrics = format!("{}/metrics", app.address);
