@@ -40,6 +40,8 @@ pub struct AccessSettings {
     pub single_user_dev: bool,
     /// `MCP_ALLOW_PLAIN_HTTP`: allows plain http to a non-loopback `MCP_SERVER_URL`.
     pub mcp_allow_plain_http: bool,
+    /// `MAX_TURNS_PER_USER`: chat turns one user may have in flight in this process (0: no cap).
+    pub max_turns_per_user: usize,
 }
 
 impl Default for AccessSettings {
@@ -54,6 +56,7 @@ impl Default for AccessSettings {
             metrics_token: None,
             single_user_dev: false,
             mcp_allow_plain_http: false,
+            max_turns_per_user: 4,
         }
     }
 }
@@ -81,6 +84,7 @@ impl AccessSettings {
             metrics_token: secret_from_env("METRICS_TOKEN")?,
             single_user_dev: number("SINGLE_USER_DEV", false)?,
             mcp_allow_plain_http: number("MCP_ALLOW_PLAIN_HTTP", false)?,
+            max_turns_per_user: number("MAX_TURNS_PER_USER", d.max_turns_per_user)?,
         })
     }
 }
@@ -93,6 +97,8 @@ pub struct Access {
     allowed_origins: Vec<HeaderValue>,
     /// Host and Origin rules (and the `/metrics` token).
     pub guard: Arc<crate::guard::Guard>,
+    /// Turns in flight per user.
+    pub in_flight: crate::inflight::InFlight,
 }
 
 impl Access {
@@ -121,6 +127,7 @@ impl Access {
             turns: Arc::new(Semaphore::new(s.max_concurrent_turns.max(1))),
             allowed_origins,
             guard,
+            in_flight: crate::inflight::InFlight::new(s.max_turns_per_user),
         })
     }
 

@@ -122,10 +122,6 @@ pub async fn chat(
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let user = valid_user(&user_id)?;
-    state
-        .access
-        .check_rate(&user)
-        .inspect_err(|_| state.metrics.reject("rate_limited"))?;
     let message = body.message.trim().to_string();
     if message.is_empty() {
         return Err(ApiError::unprocessable(
@@ -161,11 +157,6 @@ pub async fn chat(
     if state.agent.llm.is_none() {
         return Err(TurnError::NotConfigured.into());
     }
-    // Held by the turn until it ends, even if the client goes away.
-    let turn_slot = state
-        .access
-        .start_turn()
-        .inspect_err(|_| state.metrics.reject("saturated"))?;
     let key = idempotency_key(&headers)?;
     let mut resume = false;
     let mut conversation_id = conversation_id;
@@ -208,6 +199,38 @@ pub async fn chat(
         }
     }
 
+    // The limits count turns that will run: a replay or a retry of a running turn (answered
+    // above) is never refused by them. A refused keyed request leaves its key free to retry.
+    let admitted = state
+        .access
+        .check_rate(&user)
+        .inspect_err(|_| state.metrics.reject("rate_limited"))
+        .and_then(|()| {
+            state
+                .access
+                .in_flight
+                .start(&user)
+                .inspect_err(|_| state.metrics.reject("user_turns"))
+        })
+        // Held by the turn until it ends, even if the client goes away.
+        .and_then(|mine| {
+            state
+                .access
+                .start_turn()
+                .map(|slot| (slot, mine))
+                .inspect_err(|_| state.metrics.reject("saturated"))
+        });
+    let turn_slot = match admitted {
+        Ok(slot) => slot,
+        Err(e) => {
+            if let Some(k) = &key
+                && let Err(e) = state.conversations.idempotency_finish(&user, k, None).await
+            {
+                tracing::warn!(error = %e, "releasing a refused idempotency key failed");
+            }
+            return Err(e);
+        }
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let req = TurnRequest {
         user: user.clone(),
@@ -243,7 +266,7 @@ async fn keyed_turn(
     agent: Arc<Agent>,
     store: Arc<dyn ConversationStore>,
     metrics: Arc<crate::metrics::Metrics>,
-    turn_slot: tokio::sync::OwnedSemaphorePermit,
+    turn_slot: impl Send,
     key: Option<String>,
     req: TurnRequest,
     stored: tokio::sync::oneshot::Receiver<Uuid>,

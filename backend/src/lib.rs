@@ -8,6 +8,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod guard;
+pub mod inflight;
 pub mod metrics;
 pub mod openapi;
 pub mod preflight;

@@ -151,6 +151,12 @@ pub fn check_settings(s: &crate::config::Settings) -> anyhow::Result<()> {
             100_000,
         ),
         (
+            "MAX_TURNS_PER_USER",
+            s.access.max_turns_per_user as u64,
+            0,
+            100_000,
+        ),
+        (
             "RATE_LIMIT_PER_MINUTE",
             u64::from(s.access.rate_limit_per_minute),
             0,

@@ -55,6 +55,15 @@ pub fn over_turn_cap(cap: usize) -> String {
     )
 }
 
+/// Said to the model for a call whose MCP request timed out.
+pub fn no_answer(after: Duration) -> String {
+    format!(
+        "The tool did not answer within {} s; its effect is unknown. Check with list_tasks \
+         before repeating it.",
+        after.as_secs()
+    )
+}
+
 /// Said to the model for a call the turn had no time left for.
 pub const OUT_OF_TIME: &str = "Not run or not finished: the turn ran out of time. Its effect is unknown; check with \
      list_tasks before repeating it.";

@@ -591,9 +591,10 @@ impl Agent {
                     .await
                     {
                         Ok(o) => o,
+                        Err(_) if limit >= deadline => ToolOutcome::error(bounds::OUT_OF_TIME),
                         Err(_) => {
                             tracing::warn!(tool = %call.name, "tool call timed out");
-                            ToolOutcome::error(bounds::OUT_OF_TIME)
+                            ToolOutcome::error(bounds::no_answer(self.limits.mcp_request_timeout))
                         }
                     }
                 }

@@ -2,8 +2,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admission;
 mod auth;
 mod chat;
+mod crash;
 mod failures;
 mod guard;
 mod helpers;
@@ -11,6 +13,7 @@ mod hostile;
 mod limits;
 mod observability;
 mod remote_mcp;
+mod stalls;
 mod store;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
 mod tokens;
