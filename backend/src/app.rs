@@ -9,6 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use todo_mcp::auth::ServiceCredential;
 use todo_mcp::db::{Database, DbOptions};
+use todo_mcp::serve::ServeLimits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -123,8 +124,17 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    serve_with(listener, app, shutdown, ServeLimits::default()).await
+}
+
+/// [`serve`] with explicit header-timeout and connection bounds (slow clients are cut off).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: ServeLimits,
+) -> anyhow::Result<()> {
+    todo_mcp::serve::serve(listener, app, shutdown, limits)
         .await
         .context("HTTP server failed")
 }

@@ -55,16 +55,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if auth.is_configured() {
                 tracing::info!(verification = %auth.describe(), "bearer tokens required on /api");
             }
+            let serve_limits = todo_mcp::serve::ServeLimits::from_env()?;
             let state = app::build_state(&settings).await?;
             let db = state.db.clone();
             let listener = app::bind(bind).await?;
             let local = listener.local_addr()?;
             let shutdown = runtime::shutdown_on_signals();
             tracing::info!(database = db.kind(), "listening on http://{local}");
-            app::serve(
+            app::serve_with(
                 listener,
                 app::router(state, settings.max_body_bytes),
                 shutdown,
+                serve_limits,
             )
             .await?;
             db.close().await;

@@ -93,6 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
+            let serve_limits = todo_mcp::serve::ServeLimits::from_env()?;
             let user = user_from_env()?;
             let db = open_db().await?;
             let listener = http::bind(bind).await?;
@@ -113,7 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shutdown.clone(),
             );
             tracing::info!(database = db.kind(), "listening on http://{local}/mcp");
-            http::serve(listener, app, shutdown).await?;
+            http::serve_with(listener, app, shutdown, serve_limits).await?;
             db.close().await;
             tracing::info!("stopped");
         }
