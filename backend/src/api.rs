@@ -424,6 +424,15 @@ pub async fn tasks(
         limit,
         offset,
     };
+    if state.agent.toolbox.is_remote() {
+        // The remote todo-mcp's store is the one the tools write: read that one.
+        let page = crate::remote_read::list_tasks(&state.agent, &user, &filter)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable("listing tasks through MCP failed", &format!("{e:#}"))
+            })?;
+        return Ok(axum::Json(page).into_response());
+    }
     let page = state
         .agent
         .tasks

@@ -12,5 +12,6 @@ pub mod inflight;
 pub mod metrics;
 pub mod openapi;
 pub mod preflight;
+pub mod remote_read;
 pub mod store;
 pub mod telemetry;

@@ -292,9 +292,18 @@ impl Agent {
             let _ = tx.send(id);
         }
         // History, the open-task view and the tool session are independent: fetch together.
+        let remote = self.toolbox.is_remote();
         let (stored, open, session) = tokio::join!(
             self.conversations.recent(id, self.limits.history_messages),
-            self.tasks.open_tasks(&req.user, self.limits.open_tasks + 1),
+            async {
+                // Remote tools: the view is read through them, below.
+                if remote {
+                    return Ok(Vec::new());
+                }
+                self.tasks
+                    .open_tasks(&req.user, self.limits.open_tasks + 1)
+                    .await
+            },
             async {
                 let limit = deadline.min(Instant::now() + self.limits.mcp_request_timeout);
                 tokio::time::timeout_at(limit.into(), self.toolbox.session(&req.user))
@@ -308,6 +317,18 @@ impl Agent {
             todo_mcp::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
         })?;
         let session = session.map_err(TurnError::Tools)?;
+        let open = if remote {
+            let mut args = serde_json::Map::new();
+            args.insert("limit".into(), (self.limits.open_tasks + 1).min(100).into());
+            let limit = deadline.min(Instant::now() + self.limits.mcp_request_timeout);
+            match tokio::time::timeout_at(limit.into(), session.list_tasks(args)).await {
+                Ok(Ok(page)) => page.tasks,
+                Ok(Err(e)) => return Err(TurnError::Tools(e)),
+                Err(_) => return Err(TurnError::Timeout),
+            }
+        } else {
+            open
+        };
         let more_open = open.len() > self.limits.open_tasks as usize;
         let open = &open[..open.len().min(self.limits.open_tasks as usize)];
         let mut messages = vec![WireMessage::System {

@@ -13,6 +13,7 @@ mod hostile;
 mod limits;
 mod observability;
 mod remote_mcp;
+mod remote_reads;
 mod stalls;
 mod store;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
