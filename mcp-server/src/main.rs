@@ -84,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Http { bind } => {
             let mut auth = AuthSettings::from_env()?;
             auth.service_secret = auth::secret_from_env("MCP_SERVICE_SECRET")?;
+            auth.check_for_mcp()?;
             runtime::check_open_bind("todo-mcp http", bind, auth.is_configured())?;
             let verifier = if auth.is_configured() {
                 let v = Verifier::new(&auth)?;
