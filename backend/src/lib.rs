@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod preflight;
 pub mod remote_read;
+pub mod retention;
 pub mod store;
 pub mod telemetry;

@@ -56,11 +56,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!(verification = %auth.describe(), "bearer tokens required on /api");
             }
             let serve_limits = todo_mcp::serve::ServeLimits::from_env()?;
+            let retention = todo_backend::retention::Retention::from_env()?;
             let state = app::build_state(&settings).await?;
             let db = state.db.clone();
             let listener = app::bind(bind).await?;
             let local = listener.local_addr()?;
             let shutdown = runtime::shutdown_on_signals();
+            todo_backend::retention::spawn_sweeper(db.clone(), retention, shutdown.child_token());
             tracing::info!(database = db.kind(), "listening on http://{local}");
             app::serve_with(
                 listener,

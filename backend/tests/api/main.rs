@@ -14,6 +14,7 @@ mod limits;
 mod observability;
 mod remote_mcp;
 mod remote_reads;
+mod retention;
 mod stalls;
 mod store;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
