@@ -413,9 +413,11 @@ pub async fn tasks(
             .transpose()
             .map_err(invalid)?
             .flatten(),
+        // `tag=` (empty, as a form sends it) means no tag filter, as `query=` does.
         tag: q
             .tag
             .as_deref()
+            .filter(|t| !t.trim().trim_start_matches('#').trim().is_empty())
             .map(normalize_tag)
             .transpose()
             .map_err(invalid)?,

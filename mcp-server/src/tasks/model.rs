@@ -263,8 +263,7 @@ pub fn validate_description(raw: &str) -> Result<Option<String>, InvalidInput> {
         return Ok(None);
     }
     // Lines and tabs are fine in a description; other controls and deceptive characters not.
-    if t
-        .chars()
+    if t.chars()
         .any(|c| (c.is_control() && c != '\n' && c != '\t') || is_deceptive_char(c))
     {
         return Err(invalid(
