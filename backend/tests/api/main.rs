@@ -4,6 +4,7 @@
 
 mod admission;
 mod auth;
+mod caps;
 mod chat;
 mod crash;
 mod failures;
