@@ -201,7 +201,7 @@ for spec in ${BENCH_VARIANTS-pool64:DATABASE_MAX_CONNECTIONS=64 arena2:MALLOC_AR
 done
 
 JWT_SECRET="$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')"
-SVC_ENV=("${DB_ENV[@]}" AUTH_JWT_SECRET="$JWT_SECRET")
+SVC_ENV=("${DB_ENV[@]}" AUTH_JWT_SECRET="$JWT_SECRET" AUTH_AUDIENCE=todo-mcp-bench)
 start todo-mcp "$OUT/todo-mcp.log" "$BIN/todo-mcp" http --bind 127.0.0.1:0
 MCP_ADDR="$SVC_ADDR"
 MCP_PID="$SVC_PID"

@@ -82,6 +82,19 @@ status=0
     --request-timeout 20 \
     --no-color \
     "$@" || status=$?
+# Positive data on the read endpoints: every input the document calls valid is accepted
+# (2xx, or 401/403/404 for a user or conversation that is not the token's).
+log "checking that the read endpoints accept every schema-valid input"
+"$venv/bin/schemathesis" run "http://$backend/openapi.json" \
+    --mode positive \
+    --include-method GET \
+    --checks positive_data_acceptance \
+    --header "Authorization: Bearer $token" \
+    --max-examples "${FUZZ_MAX_EXAMPLES:-40}" \
+    --workers 2 \
+    --request-timeout 20 \
+    --no-color \
+    "$@" || status=$?
 if [ "$status" -ne 0 ]; then
     log "schemathesis found failures (exit $status); backend log:"
     tail -n 50 "$work/backend.log" >&2

@@ -32,6 +32,16 @@ pub struct AccessSettings {
     pub max_concurrent_turns: usize,
     /// `ALLOWED_ORIGINS`: browser origins granted CORS.
     pub allowed_origins: Vec<String>,
+    /// `ALLOWED_HOSTS`: `Host` names accepted besides loopback (see `guard`).
+    pub allowed_hosts: Vec<String>,
+    /// `METRICS_TOKEN`: when set, `/metrics` needs it as a bearer token.
+    pub metrics_token: Option<SecretString>,
+    /// `SINGLE_USER_DEV`: allows a remote todo-mcp without user authentication.
+    pub single_user_dev: bool,
+    /// `MCP_ALLOW_PLAIN_HTTP`: allows plain http to a non-loopback `MCP_SERVER_URL`.
+    pub mcp_allow_plain_http: bool,
+    /// `MAX_TURNS_PER_USER`: chat turns one user may have in flight in this process (0: no cap).
+    pub max_turns_per_user: usize,
 }
 
 impl Default for AccessSettings {
@@ -42,6 +52,11 @@ impl Default for AccessSettings {
             rate_limit_per_minute: 30,
             max_concurrent_turns: 32,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            metrics_token: None,
+            single_user_dev: false,
+            mcp_allow_plain_http: false,
+            max_turns_per_user: 4,
         }
     }
 }
@@ -65,6 +80,11 @@ impl AccessSettings {
             rate_limit_per_minute: number("RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute)?,
             max_concurrent_turns: number("MAX_CONCURRENT_TURNS", d.max_concurrent_turns)?,
             allowed_origins: todo_mcp::runtime::env_list("ALLOWED_ORIGINS"),
+            allowed_hosts: todo_mcp::runtime::env_list("ALLOWED_HOSTS"),
+            metrics_token: secret_from_env("METRICS_TOKEN")?,
+            single_user_dev: number("SINGLE_USER_DEV", false)?,
+            mcp_allow_plain_http: number("MCP_ALLOW_PLAIN_HTTP", false)?,
+            max_turns_per_user: number("MAX_TURNS_PER_USER", d.max_turns_per_user)?,
         })
     }
 }
@@ -76,10 +96,19 @@ pub struct Access {
     turns: Arc<Semaphore>,
     max_turns: usize,
     allowed_origins: Vec<HeaderValue>,
+    /// Host and Origin rules (and the `/metrics` token).
+    pub guard: Arc<crate::guard::Guard>,
+    /// Turns in flight per user.
+    pub in_flight: crate::inflight::InFlight,
 }
 
 impl Access {
     pub fn new(s: &AccessSettings) -> anyhow::Result<Access> {
+        let guard = Arc::new(crate::guard::Guard::new(
+            &s.allowed_hosts,
+            &s.allowed_origins,
+            s.metrics_token.clone(),
+        )?);
         let verifier = if s.auth.is_configured() {
             Some(Verifier::new(&s.auth)?)
         } else {
@@ -99,6 +128,8 @@ impl Access {
             turns: Arc::new(Semaphore::new(s.max_concurrent_turns.max(1))),
             max_turns: s.max_concurrent_turns.max(1),
             allowed_origins,
+            guard,
+            in_flight: crate::inflight::InFlight::new(s.max_turns_per_user),
         })
     }
 

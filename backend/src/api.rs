@@ -124,11 +124,6 @@ pub async fn chat(
     ApiJson(body): ApiJson<ChatBody>,
 ) -> Result<Response, ApiError> {
     let user = valid_user(&user_id)?;
-    state.access.check_rate(&user).await.inspect_err(|e| {
-        if e.code == "rate_limited" {
-            state.metrics.reject("rate_limited");
-        }
-    })?;
     let message = body.message.trim().to_string();
     if message.is_empty() {
         return Err(ApiError::unprocessable(
@@ -161,11 +156,6 @@ pub async fn chat(
             )
         })?,
     };
-    // Held by the turn until it ends, even if the client goes away.
-    let turn_slot = state
-        .access
-        .start_turn()
-        .inspect_err(|_| state.metrics.reject("saturated"))?;
     let key = idempotency_key(&headers)?;
     let mut resume = false;
     let mut conversation_id = conversation_id;
@@ -208,6 +198,43 @@ pub async fn chat(
         }
     }
 
+    // The limits count turns that will run: a replay or a retry of a running turn (answered
+    // above) is never refused by them. A refused keyed request leaves its key free to retry.
+    let admitted = state
+        .access
+        .check_rate(&user)
+        .await
+        .inspect_err(|e| {
+            if e.code == "rate_limited" {
+                state.metrics.reject("rate_limited");
+            }
+        })
+        .and_then(|()| {
+            state
+                .access
+                .in_flight
+                .start(&user)
+                .inspect_err(|_| state.metrics.reject("user_turns"))
+        })
+        // Held by the turn until it ends, even if the client goes away.
+        .and_then(|mine| {
+            state
+                .access
+                .start_turn()
+                .map(|slot| (slot, mine))
+                .inspect_err(|_| state.metrics.reject("saturated"))
+        });
+    let turn_slot = match admitted {
+        Ok(slot) => slot,
+        Err(e) => {
+            if let Some(k) = &key
+                && let Err(e) = state.conversations.idempotency_finish(&user, k, None).await
+            {
+                tracing::warn!(error = %e, "releasing a refused idempotency key failed");
+            }
+            return Err(e);
+        }
+    };
     let (tx, rx) = tokio::sync::oneshot::channel();
     let req = TurnRequest {
         user: user.clone(),
@@ -243,7 +270,7 @@ async fn keyed_turn(
     agent: Arc<Agent>,
     store: Arc<dyn ConversationStore>,
     metrics: Arc<crate::metrics::Metrics>,
-    turn_slot: tokio::sync::OwnedSemaphorePermit,
+    turn_slot: impl Send,
     key: Option<String>,
     req: TurnRequest,
     stored: tokio::sync::oneshot::Receiver<Uuid>,
@@ -391,9 +418,11 @@ pub async fn tasks(
             .transpose()
             .map_err(invalid)?
             .flatten(),
+        // `tag=` (empty, as a form sends it) means no tag filter, as `query=` does.
         tag: q
             .tag
             .as_deref()
+            .filter(|t| !t.trim().trim_start_matches('#').trim().is_empty())
             .map(normalize_tag)
             .transpose()
             .map_err(invalid)?,
@@ -402,6 +431,15 @@ pub async fn tasks(
         limit,
         offset,
     };
+    if state.agent.toolbox.is_remote() {
+        // The remote todo-mcp's store is the one the tools write: read that one.
+        let page = crate::remote_read::list_tasks(&state.agent, &user, &filter)
+            .await
+            .map_err(|e| {
+                ApiError::unavailable("listing tasks through MCP failed", &format!("{e:#}"))
+            })?;
+        return Ok(axum::Json(page).into_response());
+    }
     let page = state
         .agent
         .tasks

@@ -9,6 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use todo_mcp::auth::ServiceCredential;
 use todo_mcp::db::{Database, DbOptions};
+use todo_mcp::serve::ServeLimits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +29,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     let db = Database::connect(settings.database_url.as_deref(), &DbOptions::from_env()?).await?;
     db.migrate().await?;
     let tasks = db.task_store();
+    for w in crate::preflight::check_auth(&settings.access)? {
+        tracing::warn!("{w}");
+    }
     let toolbox = match &settings.mcp_server_url {
         Some(url) => {
             let secret = settings.access.mcp_service_secret.as_ref().context(
@@ -35,6 +39,9 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
                  to todo-mcp with a credential signed by that shared secret (set the same value \
                  on both)",
             )?;
+            for w in crate::preflight::check_remote_mcp(url, &settings.access)? {
+                tracing::warn!("{w}");
+            }
             // Valid for one turn: a session is opened per turn.
             let ttl = settings.limits.turn_timeout + std::time::Duration::from_secs(60);
             Toolbox::remote(url, ServiceCredential::new(secret, ttl)).await?
@@ -111,7 +118,13 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state);
-    access.with_cors(router)
+    // Outermost: a request from a foreign Host or web page goes no further.
+    access
+        .with_cors(router)
+        .layer(axum::middleware::from_fn_with_state(
+            access.guard.clone(),
+            crate::guard::check,
+        ))
 }
 
 /// Serves on `listener` until `shutdown`, then drains.
@@ -120,8 +133,17 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    serve_with(listener, app, shutdown, ServeLimits::default()).await
+}
+
+/// [`serve`] with explicit header-timeout and connection bounds (slow clients are cut off).
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: ServeLimits,
+) -> anyhow::Result<()> {
+    todo_mcp::serve::serve(listener, app, shutdown, limits)
         .await
         .context("HTTP server failed")
 }

@@ -80,8 +80,19 @@ impl Settings {
                 "MAX_DESTRUCTIVE_CALLS_PER_TURN",
                 d.max_destructive_calls,
             )?,
+            mcp_request_timeout: Duration::from_secs(parsed(
+                "MCP_REQUEST_TIMEOUT_SECS",
+                d.mcp_request_timeout.as_secs(),
+            )?),
+            max_tool_calls_per_reply: parsed(
+                "MAX_TOOL_CALLS_PER_REPLY",
+                d.max_tool_calls_per_reply,
+            )?,
+            max_tool_calls_per_turn: parsed("MAX_TOOL_CALLS_PER_TURN", d.max_tool_calls_per_turn)?,
+            max_tool_result_chars: parsed("MAX_TOOL_RESULT_CHARS", d.max_tool_result_chars)?,
+            max_prompt_tokens: parsed("MAX_PROMPT_TOKENS", d.max_prompt_tokens)?,
         };
-        Ok(Settings {
+        let settings = Settings {
             database_url: var("DATABASE_URL"),
             llm,
             mcp_server_url: var("MCP_SERVER_URL"),
@@ -90,6 +101,8 @@ impl Settings {
             max_message_chars: parsed("MAX_MESSAGE_CHARS", 4000)?,
             max_body_bytes: parsed("MAX_BODY_BYTES", 64 * 1024)?,
             access: crate::access::AccessSettings::from_env()?,
-        })
+        };
+        crate::preflight::check_settings(&settings)?;
+        Ok(settings)
     }
 }

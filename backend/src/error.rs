@@ -150,7 +150,7 @@ impl From<TurnError> for ApiError {
             )
             .with_retry_after(10),
             TurnError::Llm(LlmError::Unavailable(why)) => {
-                tracing::warn!(%why, "language model unavailable");
+                tracing::warn!(?why, "language model unavailable");
                 ApiError::new(
                     S::BAD_GATEWAY,
                     "llm_unavailable",
@@ -158,7 +158,8 @@ impl From<TurnError> for ApiError {
                 )
             }
             TurnError::Llm(LlmError::Rejected { status, message }) => {
-                tracing::error!(status, %message, "language model rejected the request");
+                // Debug-formatted: text from the network cannot break a plain-text log line.
+                tracing::error!(status, ?message, "language model rejected the request");
                 ApiError::new(
                     S::BAD_GATEWAY,
                     "llm_rejected",
@@ -166,7 +167,7 @@ impl From<TurnError> for ApiError {
                 )
             }
             TurnError::Llm(LlmError::BadReply(why)) => {
-                tracing::error!(%why, "language model reply unusable");
+                tracing::error!(?why, "language model reply unusable");
                 ApiError::new(S::BAD_GATEWAY, "llm_bad_reply", "The language model sent a reply that could not be used.")
             }
             TurnError::Store(e) => e.into(),

@@ -55,22 +55,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if auth.is_configured() {
                 tracing::info!(verification = %auth.describe(), "bearer tokens required on /api");
             }
+            let serve_limits = todo_mcp::serve::ServeLimits::from_env()?;
+            let retention = todo_backend::retention::Retention::from_env()?;
             let state = app::build_state(&settings).await?;
             let db = state.db.clone();
             let listener = app::bind(bind).await?;
             let local = listener.local_addr()?;
             // SIGTERM drains turns first; the listener closes only then.
+            let signals = runtime::shutdown_on_signals();
+            todo_backend::retention::spawn_sweeper(db.clone(), retention, signals.child_token());
             let (shutdown, deadline) = lifecycle::drain_on(
-                runtime::shutdown_on_signals(),
+                signals,
                 state.lifecycle.clone(),
                 state.access.clone(),
                 lifecycle::ShutdownSettings::from_env(settings.limits.turn_timeout)?,
             );
             tracing::info!(database = db.kind(), "listening on http://{local}");
-            let served = app::serve(
+            let served = app::serve_with(
                 listener,
                 app::router(state, settings.max_body_bytes),
                 shutdown,
+                serve_limits,
             );
             tokio::select! {
                 r = served => r?,

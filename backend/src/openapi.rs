@@ -181,8 +181,8 @@ pub fn document() -> Value {
         ),
         query_param(
             "tag",
-            "Only tasks with this tag",
-            json!({ "type": "string", "maxLength": 32 }),
+            "Only tasks with this tag (an optional leading #; empty: no tag filter)",
+            json!({ "type": "string", "maxLength": 33, "pattern": "^#?[A-Za-z0-9_-]{0,32}$" }),
         ),
     ];
     task_params.extend(page_params(100));

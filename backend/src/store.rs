@@ -207,8 +207,12 @@ pub trait ConversationStore: Send + Sync + 'static {
         key: &str,
         done: Option<(u16, &str)>,
     ) -> Result<(), StoreError>;
-    /// Adds tool executions to the audit trail, in one statement.
+    /// Adds tool executions to the audit trail, completing their `started` rows if any.
     async fn record_tools(&self, es: &[ToolExecution]) -> Result<(), StoreError>;
+    /// Records tool calls about to run (audit state `started`), in one statement.
+    async fn tools_started(&self, es: &[ToolExecution]) -> Result<(), StoreError>;
+    /// Marks the `started` audit rows of a conversation `interrupted`; how many there were.
+    async fn tools_interrupted(&self, conversation: Uuid) -> Result<u64, StoreError>;
 }
 
 /// The conversation store on a database.
@@ -523,13 +527,57 @@ macro_rules! sql_conversation_store {
             }
 
             async fn record_tools(&self, es: &[ToolExecution]) -> Result<(), StoreError> {
+                // Calls recorded as started are completed in place; any others are added.
+                let mut rest = Vec::with_capacity(es.len());
+                for e in es {
+                    let done = match (&e.conversation_id, &e.tool_call_id) {
+                        (Some(c), Some(call)) => sqlx::query(
+                            "UPDATE tool_executions SET result = $1, is_error = $2, duration_ms = $3, \
+                             state = 'finished' WHERE conversation_id = $4 AND tool_call_id = $5 \
+                             AND state = 'started'",
+                        )
+                        .bind(&e.result)
+                        .bind(e.is_error)
+                        .bind(e.duration_ms)
+                        .bind(c.to_string())
+                        .bind(call)
+                        .execute(&self.pool)
+                        .await?
+                        .rows_affected() > 0,
+                        _ => false,
+                    };
+                    if !done {
+                        rest.push(e.clone());
+                    }
+                }
+                self.insert_tools(&rest, "finished").await
+            }
+
+            async fn tools_started(&self, es: &[ToolExecution]) -> Result<(), StoreError> {
+                self.insert_tools(es, "started").await
+            }
+
+            async fn tools_interrupted(&self, conversation: Uuid) -> Result<u64, StoreError> {
+                let r = sqlx::query(
+                    "UPDATE tool_executions SET state = 'interrupted', is_error = TRUE, \
+                     result = '{\"error\":\"interrupted\"}' WHERE conversation_id = $1 AND state = 'started'",
+                )
+                .bind(conversation.to_string())
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected())
+            }
+        }
+
+        impl $name {
+            async fn insert_tools(&self, es: &[ToolExecution], state: &str) -> Result<(), StoreError> {
                 if es.is_empty() {
                     return Ok(());
                 }
                 let ts = now();
                 let mut q = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO tool_executions (user_id, conversation_id, tool_call_id, tool, arguments, \
-                     result, is_error, duration_ms, created_at) ",
+                     result, is_error, duration_ms, created_at, state) ",
                 );
                 q.push_values(es, |mut b, e| {
                     b.push_bind(e.user_id.clone())
@@ -540,7 +588,8 @@ macro_rules! sql_conversation_store {
                         .push_bind(e.result.clone())
                         .push_bind(e.is_error)
                         .push_bind(e.duration_ms)
-                        .push_bind(ts);
+                        .push_bind(ts)
+                        .push_bind(state.to_string());
                 });
                 q.build().execute(&self.pool).await?;
                 Ok(())

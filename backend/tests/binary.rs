@@ -187,3 +187,64 @@ async fn migrate_creates_the_embedded_database() {
     );
     assert!(dir.path().join("todo.db").exists());
 }
+
+#[tokio::test]
+async fn absurd_or_open_ended_settings_are_refused_at_start_up_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value, expected) in [
+        ("TURN_TIMEOUT_SECS", "1000000000000", "TURN_TIMEOUT_SECS"),
+        ("ALLOWED_ORIGINS", "*", "ALLOWED_ORIGINS"),
+        ("ALLOWED_HOSTS", "*", "ALLOWED_HOSTS"),
+        ("MAX_TOOL_CALLS_PER_TURN", "0", "MAX_TOOL_CALLS_PER_TURN"),
+        (
+            "HEADER_READ_TIMEOUT_SECS",
+            "100000",
+            "HEADER_READ_TIMEOUT_SECS",
+        ),
+        // A remote todo-mcp without user authentication (and no single-user opt-in).
+        (
+            "MCP_SERVER_URL",
+            "http://127.0.0.1:9/mcp",
+            "SINGLE_USER_DEV",
+        ),
+    ] {
+        let mut c = command(dir.path());
+        c.env(name, value)
+            .env("MCP_SERVICE_SECRET", "s".repeat(32))
+            .args(["serve", "--bind", "127.0.0.1:0"]);
+        let out = tokio::time::timeout(Duration::from_secs(30), c.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}={value} was accepted: {err}");
+        assert!(err.contains(expected), "{name}={value}: {err}");
+    }
+}
+
+#[tokio::test]
+async fn a_client_trickling_its_headers_is_disconnected() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command(dir.path());
+    c.env("HEADER_READ_TIMEOUT_SECS", "1")
+        .args(["serve", "--bind", "127.0.0.1:0"]);
+    let app = start(c).await;
+    let addr = app.address.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut s, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::io::AsyncReadExt::read_to_end(&mut s, &mut buf),
+    )
+    .await;
+    assert!(read.is_ok(), "the slow client's connection stayed open");
+    let r = reqwest::get(format!("{}/healthz", app.address))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (status, _) = app.stop().await;
+    assert!(status.success());
+}

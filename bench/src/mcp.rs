@@ -9,12 +9,15 @@ use serde_json::json;
 use crate::clients::McpHttp;
 use crate::point::{self, Env, PointReport};
 
+/// The `aud` todo-mcp is started with by `scripts/bench.sh` (todo-mcp requires one).
+pub const AUDIENCE: &str = "todo-mcp-bench";
+
 /// An HS256 user token for `sub`, valid for an hour.
 pub fn token(secret: &str, sub: &str) -> anyhow::Result<String> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
-        &json!({"sub": sub, "iat": now, "exp": now + 3600}),
+        &json!({"sub": sub, "aud": AUDIENCE, "iat": now, "exp": now + 3600}),
         &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
     )
     .context("signing a benchmark token")

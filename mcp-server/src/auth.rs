@@ -26,6 +26,8 @@ pub const SERVICE_ISSUER: &str = "todo-backend";
 pub const SERVICE_AUDIENCE: &str = "todo-mcp";
 /// Shortest shared secret accepted: 256 bits, as HS256 needs.
 pub const MIN_SECRET_BYTES: usize = 32;
+/// Largest clock skew accepted for `AUTH_LEEWAY_SECS`: more would keep expired tokens alive.
+pub const MAX_LEEWAY_SECS: u64 = 300;
 /// Longest bearer token looked at; anything longer is refused unparsed.
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
@@ -104,6 +106,15 @@ impl AuthSettings {
             leeway_secs: env_secs("AUTH_LEEWAY_SECS", d.leeway_secs)?,
             service_secret: None,
         };
+        anyhow::ensure!(
+            s.leeway_secs <= MAX_LEEWAY_SECS,
+            "AUTH_LEEWAY_SECS={} is more than {MAX_LEEWAY_SECS}: expired tokens would stay valid",
+            s.leeway_secs
+        );
+        anyhow::ensure!(
+            (1..=86_400).contains(&s.jwks_refetch_interval.as_secs()),
+            "AUTH_JWKS_REFETCH_SECS must be between 1 and 86400"
+        );
         // Half a configuration would leave the service open while its operator thinks not.
         anyhow::ensure!(
             s.jwt_secret.is_some()
@@ -113,6 +124,25 @@ impl AuthSettings {
              set one of them to verify tokens"
         );
         Ok(s)
+    }
+
+    /// The rules of todo-mcp over HTTP: user tokens must name this service in `aud` (a token
+    /// minted for another service of the issuer is refused), and the user-token secret must
+    /// not be the service secret (a user token would pass for the backend's credential).
+    pub fn check_for_mcp(&self) -> anyhow::Result<()> {
+        if let (Some(user), Some(service)) = (&self.jwt_secret, &self.service_secret) {
+            anyhow::ensure!(
+                user.expose_secret() != service.expose_secret(),
+                "AUTH_JWT_SECRET and MCP_SERVICE_SECRET are the same: a user token could pass \
+                 for the backend's service credential. Use two different secrets"
+            );
+        }
+        anyhow::ensure!(
+            self.audience.is_some() || (self.jwt_secret.is_none() && self.jwks_url.is_none()),
+            "user tokens (AUTH_JWT_SECRET or AUTH_JWKS_URL) need AUTH_AUDIENCE: without it a \
+             token the issuer minted for another service would be accepted"
+        );
+        Ok(())
     }
 
     /// Whether any way of verifying a token is configured.

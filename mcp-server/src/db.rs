@@ -76,8 +76,11 @@ pub fn default_sqlite_path() -> anyhow::Result<PathBuf> {
     Ok(base.join("todo-agent").join("todo.db"))
 }
 
-/// Shows a URL without its password, for logs and error messages.
+/// Shows a URL without its password (in the user part or a `password=` query parameter),
+/// for logs and error messages.
 pub fn redact_url(url: &str) -> String {
+    let url = redact_password_param(url);
+    let url = url.as_str();
     match (url.find("://"), url.rfind('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];
@@ -88,6 +91,21 @@ pub fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Replaces the value of every `password=` query parameter with `***`.
+fn redact_password_param(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+            _ => pair.to_string(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
 }
 
 impl Database {
@@ -296,6 +314,14 @@ mod tests {
             "postgres://app:***@db:5432/todo?sslmode=require"
         );
         assert_eq!(redact_url("sqlite:///tmp/x.db"), "sqlite:///tmp/x.db");
+        assert_eq!(
+            redact_url("postgres://db/todo?user=app&password=s3c@ret&sslmode=require"),
+            "postgres://db/todo?user=app&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://db/todo?PASSWORD=x"),
+            "postgres://db/todo?PASSWORD=***"
+        );
     }
 
     #[tokio::test]

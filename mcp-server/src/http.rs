@@ -93,7 +93,7 @@ impl Gate {
 }
 
 /// Whether a `Host` value (name, optional port) is safe to echo and names an accepted host.
-fn host_allowed(host: &str, allowed: &[String]) -> bool {
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     if host.is_empty()
         || host.len() > 255
         || !host
@@ -205,9 +205,23 @@ pub async fn serve(
     app: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    serve_with(
+        listener,
+        app,
+        shutdown,
+        crate::serve::ServeLimits::default(),
+    )
+    .await
+}
+
+/// [`serve`] with explicit header-timeout and connection bounds.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    shutdown: CancellationToken,
+    limits: crate::serve::ServeLimits,
+) -> std::io::Result<()> {
+    crate::serve::serve(listener, app, shutdown, limits).await
 }
 
 /// Binds `addr`, logging the address actually bound (port 0 picks one).

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod db;
 pub mod http;
 pub mod runtime;
+pub mod serve;
 pub mod tasks;
 #[doc(hidden)]
 pub mod testing;

@@ -84,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Http { bind } => {
             let mut auth = AuthSettings::from_env()?;
             auth.service_secret = auth::secret_from_env("MCP_SERVICE_SECRET")?;
+            auth.check_for_mcp()?;
             runtime::check_open_bind("todo-mcp http", bind, auth.is_configured())?;
             let verifier = if auth.is_configured() {
                 let v = Verifier::new(&auth)?;
@@ -93,6 +94,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
+            let serve_limits = todo_mcp::serve::ServeLimits::from_env()?;
             let user = user_from_env()?;
             let db = open_db().await?;
             let listener = http::bind(bind).await?;
@@ -113,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shutdown.clone(),
             );
             tracing::info!(database = db.kind(), "listening on http://{local}/mcp");
-            http::serve(listener, app, shutdown).await?;
+            http::serve_with(listener, app, shutdown, serve_limits).await?;
             db.close().await;
             tracing::info!("stopped");
         }

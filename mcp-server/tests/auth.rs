@@ -397,3 +397,48 @@ async fn the_service_credential_is_accepted_only_where_configured_and_only_as_is
         "service credential at the backend",
     );
 }
+
+#[tokio::test]
+async fn a_key_the_issuer_removed_is_refused_within_a_refresh_interval() {
+    let issuer = jwks_server(&[TestKey::Ed25519, TestKey::Ed25519Rotated]).await;
+    let interval = Duration::from_millis(300);
+    let v = Verifier::new(&jwks_settings(format!("{}/jwks", issuer.uri()), interval)).unwrap();
+    v.warm_up().await;
+    let old = signed_by(TestKey::Ed25519, &claims("alice"));
+    assert_eq!(v.verify(&old).await, user("alice"));
+    // The issuer drops the old key (it leaked, say).
+    serve_jwks(&issuer, &[TestKey::Ed25519Rotated]).await;
+    let refused = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if v.verify(&old).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(refused.is_ok(), "the removed key was still trusted");
+    let new = signed_by(TestKey::Ed25519Rotated, &claims("bob"));
+    assert_eq!(v.verify(&new).await, user("bob"));
+}
+
+#[test]
+fn todo_mcp_refuses_user_tokens_without_an_audience_and_one_secret_for_both() {
+    let mut s = AuthSettings {
+        jwt_secret: secret(SECRET),
+        ..AuthSettings::default()
+    };
+    let e = s.check_for_mcp().unwrap_err();
+    assert!(e.to_string().contains("AUTH_AUDIENCE"), "{e}");
+    s.audience = Some("todo-mcp".into());
+    assert!(s.check_for_mcp().is_ok());
+    s.service_secret = secret(SECRET);
+    let e = s.check_for_mcp().unwrap_err();
+    assert!(e.to_string().contains("MCP_SERVICE_SECRET"), "{e}");
+    // The service credential alone needs no audience setting (its own is fixed).
+    let service_only = AuthSettings {
+        service_secret: secret(SECRET),
+        ..AuthSettings::default()
+    };
+    assert!(service_only.check_for_mcp().is_ok());
+}

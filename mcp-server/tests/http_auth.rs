@@ -387,7 +387,8 @@ async fn the_binary_verifies_tokens_when_auth_is_configured_and_refuses_weak_sec
             .env("AUTH_JWT_SECRET", secret)
             .env_remove("AUTH_JWKS_URL")
             .env_remove("AUTH_ISSUER")
-            .env_remove("AUTH_AUDIENCE")
+            .env("AUTH_AUDIENCE", "todo-mcp-test")
+            .env_remove("AUTH_LEEWAY_SECS")
             .env_remove("MCP_SERVICE_SECRET")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -411,6 +412,24 @@ async fn the_binary_verifies_tokens_when_auth_is_configured_and_refuses_weak_sec
         err.contains("AUTH_JWT_SECRET must be at least 32 bytes"),
         "{err}"
     );
+
+    // Refused at start-up, each with a message: user tokens without an audience, one secret
+    // for users and the service, a leeway that would keep expired tokens alive.
+    for (name, value, expected) in [
+        ("AUTH_AUDIENCE", "", "AUTH_AUDIENCE"),
+        ("MCP_SERVICE_SECRET", SECRET, "MCP_SERVICE_SECRET"),
+        ("AUTH_LEEWAY_SECS", "86400", "AUTH_LEEWAY_SECS"),
+    ] {
+        let mut c = command(SECRET);
+        c.env(name, value);
+        let out = tokio::time::timeout(DEADLINE, c.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{name}={value:?} accepted");
+        assert!(err.contains(expected), "{name}={value:?}: {err}");
+    }
 
     let mut child = command(SECRET).spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
@@ -438,7 +457,24 @@ async fn the_binary_verifies_tokens_when_auth_is_configured_and_refuses_weak_sec
             .json(&tool_call("list_tasks", json!({})))
     };
     assert_eq!(post().send().await.unwrap().status(), 401);
-    let token = hs256(SECRET, &claims("alice"));
+    let elsewhere = hs256(
+        SECRET,
+        &claims_with("alice", json!({"aud": "another-service"})),
+    );
+    assert_eq!(
+        post()
+            .bearer_auth(&elsewhere)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401,
+        "a token minted for another service"
+    );
+    let token = hs256(
+        SECRET,
+        &claims_with("alice", json!({"aud": "todo-mcp-test"})),
+    );
     assert_eq!(
         post().bearer_auth(&token).send().await.unwrap().status(),
         200

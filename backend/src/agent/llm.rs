@@ -302,14 +302,19 @@ fn rand_fraction() -> f64 {
     f64::from(uuid::Uuid::new_v4().as_u128() as u16) / f64::from(u16::MAX)
 }
 
+/// Longest `Retry-After` taken literally; anything longer means "not within this turn".
+const MAX_RETRY_AFTER_SECS: u64 = 86_400;
+
 /// Parses `Retry-After`: delay-seconds or an HTTP date.
 pub fn parse_retry_after(v: &str, now: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     let v = v.trim();
+    // Clamped: a server's number must not overflow a Duration (`1e300` would panic).
     if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+        return Some(Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)));
     }
     if let Ok(secs) = v.parse::<f64>() {
-        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+        return (secs.is_finite() && secs >= 0.0)
+            .then(|| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER_SECS as f64)));
     }
     let at = chrono::DateTime::parse_from_rfc2822(v).ok()?;
     Some(
@@ -388,6 +393,13 @@ mod tests {
             Some(Duration::ZERO)
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        for absurd in ["1e300", "18446744073709551615", "1.7976931348623157e308"] {
+            assert_eq!(
+                parse_retry_after(absurd, now),
+                Some(Duration::from_secs(MAX_RETRY_AFTER_SECS)),
+                "{absurd}"
+            );
+        }
     }
 
     #[test]

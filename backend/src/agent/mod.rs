@@ -1,6 +1,7 @@
 //! One chat turn: the person's message, the model, the tools, and the stored history.
 //! Nothing survives in memory between turns; every turn rehydrates from the database.
 
+pub mod bounds;
 pub mod history;
 pub mod llm;
 pub mod prompt;
@@ -38,6 +39,16 @@ pub struct TurnLimits {
     pub turn_timeout: Duration,
     /// Destructive tool calls allowed in one turn before the model must ask the person.
     pub max_destructive_calls: usize,
+    /// Longest wait for one MCP request (opening the tool session, one tool call).
+    pub mcp_request_timeout: Duration,
+    /// Tool calls run from one model reply; the rest are answered "not run".
+    pub max_tool_calls_per_reply: usize,
+    /// Tool calls run in one turn; then the model must answer in words.
+    pub max_tool_calls_per_turn: usize,
+    /// Characters of one tool result sent back to the model.
+    pub max_tool_result_chars: usize,
+    /// Estimated prompt tokens of one model round, re-checked before every round.
+    pub max_prompt_tokens: usize,
 }
 
 impl Default for TurnLimits {
@@ -49,6 +60,11 @@ impl Default for TurnLimits {
             open_tasks: 20,
             turn_timeout: Duration::from_secs(60),
             max_destructive_calls: 3,
+            mcp_request_timeout: Duration::from_secs(15),
+            max_tool_calls_per_reply: 8,
+            max_tool_calls_per_turn: 16,
+            max_tool_result_chars: 8_000,
+            max_prompt_tokens: 32_000,
         }
     }
 }
@@ -128,12 +144,55 @@ impl Agent {
     #[tracing::instrument(name = "turn", skip_all, fields(conversation_id = tracing::field::Empty))]
     pub async fn run(&self, mut req: TurnRequest) -> Result<TurnAnswer, TurnError> {
         let llm = self.llm.as_ref().ok_or(TurnError::NotConfigured)?;
+        // One deadline for the whole turn; storage gets a short grace past it, then the turn
+        // is cut off whatever it is waiting for, so it can never pin a concurrency slot.
+        let deadline = Instant::now() + self.limits.turn_timeout;
+        let hard_stop = (deadline + bounds::STORAGE_GRACE).into();
         let lease = Uuid::new_v4().to_string();
         let until = self.lease_until();
-        let id = match req.conversation_id {
+        let id = tokio::time::timeout_at(hard_stop, async {
+            self.take_lease(&req, &lease, until).await
+        })
+        .await
+        .map_err(|_| TurnError::Timeout)??;
+        tracing::Span::current().record("conversation_id", tracing::field::display(id));
+        let result = tokio::time::timeout_at(
+            hard_stop,
+            self.run_leased(llm, id, &lease, &mut req, deadline),
+        )
+        .await
+        .unwrap_or(Err(TurnError::Timeout));
+        // A finished turn released the lease with its last message; a failed one does here.
+        if result.is_err() {
+            match tokio::time::timeout(
+                bounds::CLOSE_TIMEOUT,
+                self.conversations.release(id, &lease),
+            )
+            .await
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire")
+                }
+                Err(_) => {
+                    tracing::warn!("releasing a conversation lease timed out; it will expire")
+                }
+            }
+        }
+        result
+    }
+
+    /// Takes the lease of the request's conversation, creating it when there is none.
+    async fn take_lease(
+        &self,
+        req: &TurnRequest,
+        lease: &str,
+        until: DateTime<Utc>,
+    ) -> Result<Uuid, TurnError> {
+        Ok(match req.conversation_id {
             Some(id) => match self
                 .conversations
-                .acquire(&req.user, id, &lease, until)
+                .acquire(&req.user, id, lease, until)
                 .await?
             {
                 Lease::Acquired => id,
@@ -143,27 +202,64 @@ impl Agent {
             None => {
                 let id = Uuid::now_v7();
                 self.conversations
-                    .create(&req.user, id, &title_from(&req.message), &lease, until)
+                    .create(&req.user, id, &title_from(&req.message), lease, until)
                     .await?;
                 id
             }
-        };
-        tracing::Span::current().record("conversation_id", tracing::field::display(id));
-        let result = self.run_leased(llm, id, &lease, &mut req).await;
-        // A finished turn released the lease with its last message; a failed one does here.
-        if result.is_err()
-            && let Err(e) = self.conversations.release(id, &lease).await
-        {
-            tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
-        }
-        result
+        })
     }
 
-    /// A lease outlives the turn's model deadline by a margin; every append renews it.
+    /// A lease outlives the turn's hard stop by a margin; every append renews it.
     fn lease_until(&self) -> DateTime<Utc> {
         Utc::now()
-            + chrono::Duration::from_std(self.limits.turn_timeout + Duration::from_secs(30))
-                .unwrap_or(chrono::Duration::minutes(2))
+            + chrono::Duration::from_std(
+                self.limits.turn_timeout + bounds::STORAGE_GRACE + Duration::from_secs(5),
+            )
+            .unwrap_or(chrono::Duration::minutes(2))
+    }
+
+    /// Answers, as interrupted, the calls of a turn that died mid-call (the assistant message
+    /// was stored before its tools ran), so the history stays valid and says what happened.
+    async fn close_interrupted(&self, id: Uuid, lease: &str) -> Result<(), TurnError> {
+        let tail = self
+            .conversations
+            .recent(id, self.limits.history_messages)
+            .await?;
+        let Some(pos) = tail.iter().rposition(|m| m.role == Role::Assistant) else {
+            return Ok(());
+        };
+        if tail[pos + 1..].iter().any(|m| m.role != Role::Tool) {
+            return Ok(());
+        }
+        let answered: std::collections::HashSet<&str> = tail[pos + 1..]
+            .iter()
+            .filter_map(|m| m.tool_call_id.as_deref())
+            .collect();
+        let missing: Vec<NewMessage> = tail[pos]
+            .tool_calls
+            .iter()
+            .filter(|c| !answered.contains(c.id.as_str()))
+            .map(|c| NewMessage {
+                role: Some(Role::Tool),
+                content: history::INTERRUPTED.to_string(),
+                tool_call_id: Some(c.id.clone()),
+                tool_name: Some(c.name.clone()),
+                is_error: true,
+                ..NewMessage::default()
+            })
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(
+            calls = missing.len(),
+            "an earlier turn was interrupted mid-call"
+        );
+        self.conversations
+            .append(id, lease, self.lease_until(), &missing, false)
+            .await?;
+        self.conversations.tools_interrupted(id).await?;
+        Ok(())
     }
 
     async fn run_leased(
@@ -172,8 +268,11 @@ impl Agent {
         id: Uuid,
         lease: &str,
         req: &mut TurnRequest,
+        deadline: Instant,
     ) -> Result<TurnAnswer, TurnError> {
-        let deadline = Instant::now() + self.limits.turn_timeout;
+        if req.conversation_id.is_some() {
+            self.close_interrupted(id, lease).await?;
+        }
         if !req.resume {
             self.conversations
                 .append(
@@ -193,10 +292,24 @@ impl Agent {
             let _ = tx.send(id);
         }
         // History, the open-task view and the tool session are independent: fetch together.
+        let remote = self.toolbox.is_remote();
         let (stored, open, session) = tokio::join!(
             self.conversations.recent(id, self.limits.history_messages),
-            self.tasks.open_tasks(&req.user, self.limits.open_tasks + 1),
-            self.toolbox.session(&req.user),
+            async {
+                // Remote tools: the view is read through them, below.
+                if remote {
+                    return Ok(Vec::new());
+                }
+                self.tasks
+                    .open_tasks(&req.user, self.limits.open_tasks + 1)
+                    .await
+            },
+            async {
+                let limit = deadline.min(Instant::now() + self.limits.mcp_request_timeout);
+                tokio::time::timeout_at(limit.into(), self.toolbox.session(&req.user))
+                    .await
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the tool session timed out")))
+            },
         );
         let stored = stored?;
         let open = open.map_err(|e| match e {
@@ -204,6 +317,18 @@ impl Agent {
             todo_mcp::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
         })?;
         let session = session.map_err(TurnError::Tools)?;
+        let open = if remote {
+            let mut args = serde_json::Map::new();
+            args.insert("limit".into(), (self.limits.open_tasks + 1).min(100).into());
+            let limit = deadline.min(Instant::now() + self.limits.mcp_request_timeout);
+            match tokio::time::timeout_at(limit.into(), session.list_tasks(args)).await {
+                Ok(Ok(page)) => page.tasks,
+                Ok(Err(e)) => return Err(TurnError::Tools(e)),
+                Err(_) => return Err(TurnError::Timeout),
+            }
+        } else {
+            open
+        };
         let more_open = open.len() > self.limits.open_tasks as usize;
         let open = &open[..open.len().min(self.limits.open_tasks as usize)];
         let mut messages = vec![WireMessage::System {
@@ -220,7 +345,12 @@ impl Agent {
         let result = self
             .rounds(llm, id, lease, &req.user, &session, messages, deadline)
             .await;
-        session.close().await;
+        if tokio::time::timeout(bounds::CLOSE_TIMEOUT, session.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("closing the tool session timed out");
+        }
         result
     }
 
@@ -237,14 +367,40 @@ impl Agent {
     ) -> Result<TurnAnswer, TurnError> {
         let mut reports = Vec::new();
         let mut destructive = 0usize;
+        let mut calls_in_turn = 0usize;
+        let tools_chars: usize = self
+            .toolbox
+            .functions()
+            .iter()
+            .map(|f| f.to_string().len())
+            .sum();
         for round in 0..self.limits.max_rounds {
-            let last_round = round + 1 == self.limits.max_rounds;
-            // The last round offers no tools, so the model has to answer in words.
+            // The last round offers no tools, so the model has to answer in words; so does
+            // a turn that has used up its tool calls.
+            let last_round = round + 1 == self.limits.max_rounds
+                || calls_in_turn >= self.limits.max_tool_calls_per_turn;
             let tools = if last_round {
                 &[][..]
             } else {
                 self.toolbox.functions()
             };
+            let estimate =
+                bounds::prompt_tokens(&messages, if last_round { 0 } else { tools_chars });
+            if estimate > self.limits.max_prompt_tokens {
+                tracing::warn!(
+                    estimate,
+                    round,
+                    "the turn's prompt outgrew its budget; stopping"
+                );
+                let stop = Completion {
+                    content: Some(bounds::OVER_BUDGET.to_string()),
+                    tool_calls: vec![],
+                    finish_reason: None,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                };
+                return self.finish(id, lease, stop, reports).await;
+            }
             let started = Instant::now();
             let c = tokio::time::timeout_at(deadline.into(), llm.complete(&messages, tools)).await;
             let outcome = match &c {
@@ -265,29 +421,49 @@ impl Agent {
             if c.tool_calls.is_empty() || last_round {
                 return self.finish(id, lease, c, reports).await;
             }
-            let (assistant, results) = self
-                .run_calls(id, user, session, &c, &mut reports, &mut destructive)
-                .await;
-            let mut to_store = vec![NewMessage {
-                role: Some(Role::Assistant),
-                content: c.content.clone().unwrap_or_default(),
-                tool_calls: assistant.clone(),
-                prompt_tokens: Some(i64::from(c.prompt_tokens)),
-                completion_tokens: Some(i64::from(c.completion_tokens)),
-                ..NewMessage::default()
-            }];
-            to_store.extend(results.iter().map(|(call_id, name, o)| NewMessage {
-                role: Some(Role::Tool),
-                content: o.text.clone(),
-                tool_call_id: Some(call_id.clone()),
-                tool_name: Some(name.clone()),
-                is_error: o.is_error,
-                ..NewMessage::default()
-            }));
-            // The call and its answers are stored together: history stays valid.
+            let assistant: Vec<ToolCallRecord> = c
+                .tool_calls
+                .iter()
+                .map(|call| ToolCallRecord {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                })
+                .collect();
+            // A record before every side effect: the calls are stored (message and audit)
+            // before any runs, so a process killed mid-call leaves a history the next turn
+            // can continue and a trail saying what was under way.
             self.conversations
-                .append(id, lease, self.lease_until(), &to_store, false)
+                .append(
+                    id,
+                    lease,
+                    self.lease_until(),
+                    &[NewMessage {
+                        role: Some(Role::Assistant),
+                        content: c.content.clone().unwrap_or_default(),
+                        tool_calls: assistant.clone(),
+                        prompt_tokens: Some(i64::from(c.prompt_tokens)),
+                        completion_tokens: Some(i64::from(c.completion_tokens)),
+                        ..NewMessage::default()
+                    }],
+                    false,
+                )
                 .await?;
+            let started_rows: Vec<ToolExecution> = c
+                .tool_calls
+                .iter()
+                .map(|call| ToolExecution {
+                    user_id: user.to_string(),
+                    conversation_id: Some(id),
+                    tool_call_id: Some(call.id.clone()),
+                    tool: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    result: String::new(),
+                    is_error: false,
+                    duration_ms: 0,
+                })
+                .collect();
+            self.conversations.tools_started(&started_rows).await?;
             messages.push(WireMessage::Assistant {
                 content: c.content.clone(),
                 tool_calls: assistant
@@ -302,14 +478,79 @@ impl Agent {
                     })
                     .collect(),
             });
-            messages.extend(
-                results
-                    .into_iter()
-                    .map(|(call_id, _, o)| WireMessage::Tool {
-                        tool_call_id: call_id,
-                        content: o.text,
-                    }),
-            );
+            let mut audits = Vec::with_capacity(c.tool_calls.len());
+            for (i, call) in c.tool_calls.iter().enumerate() {
+                let started = Instant::now();
+                let (outcome, arguments) = if i >= self.limits.max_tool_calls_per_reply {
+                    let o = ToolOutcome::error(bounds::over_reply_cap(
+                        self.limits.max_tool_calls_per_reply,
+                    ));
+                    (o, Value::String(call.arguments.clone()))
+                } else if calls_in_turn >= self.limits.max_tool_calls_per_turn {
+                    let o = ToolOutcome::error(bounds::over_turn_cap(
+                        self.limits.max_tool_calls_per_turn,
+                    ));
+                    (o, Value::String(call.arguments.clone()))
+                } else {
+                    calls_in_turn += 1;
+                    self.run_call(session, call, &mut destructive, deadline)
+                        .await
+                };
+                let elapsed = started.elapsed();
+                let known = self.toolbox.knows(&call.name);
+                let label = bounds::tool_label(known, &call.name);
+                self.metrics.observe_tool(label, outcome.is_error, elapsed);
+                tracing::info!(
+                    tool = label,
+                    is_error = outcome.is_error,
+                    duration_ms = elapsed.as_millis() as u64,
+                    "tool call"
+                );
+                let text = bounds::truncate_for_model(
+                    outcome.text.clone(),
+                    self.limits.max_tool_result_chars,
+                );
+                // Each answer is stored as soon as it is known.
+                self.conversations
+                    .append(
+                        id,
+                        lease,
+                        self.lease_until(),
+                        &[NewMessage {
+                            role: Some(Role::Tool),
+                            content: text.clone(),
+                            tool_call_id: Some(call.id.clone()),
+                            tool_name: Some(call.name.clone()),
+                            is_error: outcome.is_error,
+                            ..NewMessage::default()
+                        }],
+                        false,
+                    )
+                    .await?;
+                audits.push(ToolExecution {
+                    user_id: user.to_string(),
+                    conversation_id: Some(id),
+                    tool_call_id: Some(call.id.clone()),
+                    tool: call.name.clone(),
+                    arguments: call.arguments.clone(),
+                    result: outcome.result.to_string(),
+                    is_error: outcome.is_error,
+                    duration_ms: elapsed.as_millis() as i64,
+                });
+                reports.push(ToolCallReport {
+                    name: call.name.clone(),
+                    arguments,
+                    result: outcome.result,
+                    is_error: outcome.is_error,
+                });
+                messages.push(WireMessage::Tool {
+                    tool_call_id: call.id.clone(),
+                    content: text,
+                });
+            }
+            if let Err(e) = self.conversations.record_tools(&audits).await {
+                tracing::error!(error = %e, calls = audits.len(), "recording tool executions failed");
+            }
         }
         // Every round but the last returns or continues; the last always returns. Only a
         // limit of zero rounds (refused by the settings) ends here.
@@ -318,94 +559,73 @@ impl Agent {
         )))
     }
 
-    /// Runs every call of one assistant message, in order; each gets an answer.
-    async fn run_calls(
+    /// Runs one call within the turn's deadline and the per-request timeout; every failure
+    /// is an outcome the model can read. Also the arguments as the client is shown them.
+    async fn run_call(
         &self,
-        id: Uuid,
-        user: &str,
         session: &ToolSession,
-        c: &Completion,
-        reports: &mut Vec<ToolCallReport>,
+        call: &llm::RequestedCall,
         destructive: &mut usize,
-    ) -> (Vec<ToolCallRecord>, Vec<(String, String, ToolOutcome)>) {
-        let mut records = Vec::with_capacity(c.tool_calls.len());
-        let mut results = Vec::with_capacity(c.tool_calls.len());
-        let mut audits = Vec::with_capacity(c.tool_calls.len());
-        for call in &c.tool_calls {
-            records.push(ToolCallRecord {
-                id: call.id.clone(),
-                name: call.name.clone(),
-                arguments: call.arguments.clone(),
-            });
-            let started = Instant::now();
-            let parsed: Result<serde_json::Map<String, Value>, String> =
-                match serde_json::from_str::<Value>(if call.arguments.trim().is_empty() {
-                    "{}"
-                } else {
-                    &call.arguments
-                }) {
-                    Ok(Value::Object(o)) => Ok(o),
-                    Ok(_) => Err("The arguments must be a JSON object.".into()),
-                    Err(e) => Err(format!(
-                        "The arguments were not valid JSON ({e}); send a JSON object."
-                    )),
-                };
-            let outcome = if !self.toolbox.knows(&call.name) {
-                ToolOutcome::error(format!(
-                    "There is no tool named {:?}. Available tools: {}.",
-                    call.name,
-                    self.toolbox.names().join(", ")
-                ))
+        deadline: Instant,
+    ) -> (ToolOutcome, Value) {
+        let parsed: Result<serde_json::Map<String, Value>, String> =
+            match serde_json::from_str::<Value>(if call.arguments.trim().is_empty() {
+                "{}"
             } else {
-                match &parsed {
-                    Err(m) => ToolOutcome::error(m.clone()),
-                    Ok(_)
-                        if self.toolbox.is_destructive(&call.name)
-                            && *destructive >= self.limits.max_destructive_calls =>
-                    {
-                        ToolOutcome::error(format!(
-                            "Refused: more than {} destructive changes in one turn. Tell the person what you \
-                             intend to change and ask them to confirm before continuing.",
-                            self.limits.max_destructive_calls
-                        ))
+                &call.arguments
+            }) {
+                Ok(Value::Object(o)) => Ok(o),
+                Ok(_) => Err("The arguments must be a JSON object.".into()),
+                Err(e) => Err(format!(
+                    "The arguments were not valid JSON ({e}); send a JSON object."
+                )),
+            };
+        let outcome = if !self.toolbox.knows(&call.name) {
+            ToolOutcome::error(format!(
+                "There is no tool named {:?}. Available tools: {}.",
+                call.name,
+                self.toolbox.names().join(", ")
+            ))
+        } else {
+            match &parsed {
+                Err(m) => ToolOutcome::error(m.clone()),
+                Ok(_)
+                    if self.toolbox.is_destructive(&call.name)
+                        && *destructive >= self.limits.max_destructive_calls =>
+                {
+                    ToolOutcome::error(format!(
+                        "Refused: more than {} destructive changes in one turn. Tell the person what you \
+                         intend to change and ask them to confirm before continuing.",
+                        self.limits.max_destructive_calls
+                    ))
+                }
+                Ok(_) if Instant::now() >= deadline => ToolOutcome::error(bounds::OUT_OF_TIME),
+                Ok(args) => {
+                    if self.toolbox.is_destructive(&call.name) {
+                        *destructive += 1;
                     }
-                    Ok(args) => {
-                        if self.toolbox.is_destructive(&call.name) {
-                            *destructive += 1;
+                    let limit = deadline.min(Instant::now() + self.limits.mcp_request_timeout);
+                    match tokio::time::timeout_at(
+                        limit.into(),
+                        session.call(&call.name, args.clone()),
+                    )
+                    .await
+                    {
+                        Ok(o) => o,
+                        Err(_) if limit >= deadline => ToolOutcome::error(bounds::OUT_OF_TIME),
+                        Err(_) => {
+                            tracing::warn!(tool = %call.name, "tool call timed out");
+                            ToolOutcome::error(bounds::no_answer(self.limits.mcp_request_timeout))
                         }
-                        session.call(&call.name, args.clone()).await
                     }
                 }
-            };
-            let elapsed = started.elapsed();
-            self.metrics
-                .observe_tool(&call.name, outcome.is_error, elapsed);
-            audits.push(ToolExecution {
-                user_id: user.to_string(),
-                conversation_id: Some(id),
-                tool_call_id: Some(call.id.clone()),
-                tool: call.name.clone(),
-                arguments: call.arguments.clone(),
-                result: outcome.result.to_string(),
-                is_error: outcome.is_error,
-                duration_ms: elapsed.as_millis() as i64,
-            });
-            tracing::info!(tool = %call.name, is_error = outcome.is_error, duration_ms = elapsed.as_millis() as u64, "tool call");
-            reports.push(ToolCallReport {
-                name: call.name.clone(),
-                arguments: match parsed {
-                    Ok(o) => Value::Object(o),
-                    Err(_) => Value::String(call.arguments.clone()),
-                },
-                result: outcome.result.clone(),
-                is_error: outcome.is_error,
-            });
-            results.push((call.id.clone(), call.name.clone(), outcome));
-        }
-        if let Err(e) = self.conversations.record_tools(&audits).await {
-            tracing::error!(error = %e, calls = audits.len(), "recording tool executions failed");
-        }
-        (records, results)
+            }
+        };
+        let arguments = match parsed {
+            Ok(o) => Value::Object(o),
+            Err(_) => Value::String(call.arguments.clone()),
+        };
+        (outcome, arguments)
     }
 
     async fn finish(

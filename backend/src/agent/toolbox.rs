@@ -157,6 +157,12 @@ impl Toolbox {
         v
     }
 
+    /// Whether the tools run in a remote todo-mcp, whose store may not be this backend's:
+    /// then every task read goes through MCP too.
+    pub fn is_remote(&self) -> bool {
+        matches!(self.source, Source::Remote(..))
+    }
+
     /// Whether the tool is annotated destructive.
     pub fn is_destructive(&self, name: &str) -> bool {
         self.destructive.contains(name)
@@ -213,6 +219,13 @@ impl ToolSession {
                 ToolOutcome::error(format!("The tool {name} could not be run: {e}"))
             }
         }
+    }
+
+    /// Lists tasks through the `list_tasks` tool (the store the tools write).
+    pub async fn list_tasks(&self, args: JsonObject) -> anyhow::Result<todo_mcp::tasks::TaskPage> {
+        let o = self.call("list_tasks", args).await;
+        anyhow::ensure!(!o.is_error, "list_tasks failed: {}", o.text);
+        serde_json::from_value(o.result).context("list_tasks answered an unexpected shape")
     }
 
     pub async fn close(self) {

@@ -2,15 +2,22 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod admission;
 mod auth;
+mod caps;
 mod chat;
 mod commands;
+mod crash;
 mod failures;
+mod guard;
 mod helpers;
 mod hostile;
 mod limits;
 mod observability;
 mod remote_mcp;
+mod remote_reads;
+mod retention;
+mod stalls;
 mod store;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
 mod tokens;

@@ -124,3 +124,25 @@ async fn without_an_llm_the_service_still_serves_and_chat_names_the_settings() {
     assert_eq!(app.get_json("/api/alice/tasks").await["tasks"], json!([]));
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn every_tag_filter_the_openapi_document_allows_is_answered_200() {
+    let Some(app) = spawn_app(todo_mcp::testing::Kind::Sqlite).await else {
+        return;
+    };
+    // Found by schemathesis' positive-data check: `tag=` was schema-valid but answered 422.
+    for tag in ["", "%23", "home", "%23Home", "a_b-9"] {
+        let r = app.get(&format!("/api/alice/tasks?tag={tag}")).await;
+        assert_eq!(r.status(), 200, "tag={tag}");
+    }
+    let doc = app.get_json("/openapi.json").await;
+    let params = doc["paths"]["/api/{user_id}/tasks"]["get"]["parameters"]
+        .as_array()
+        .unwrap();
+    let tag = params.iter().find(|p| p["name"] == "tag").unwrap();
+    assert!(tag["schema"]["pattern"].is_string(), "{tag}");
+    // What the schema refuses, the handler refuses too.
+    let r = app.get("/api/alice/tasks?tag=a,b").await;
+    assert_eq!(r.status(), 422);
+    app.cleanup().await;
+}

@@ -1,6 +1,7 @@
-//! The issuer's public keys (`AUTH_JWKS_URL`), fetched once and cached. A token naming an
+//! The issuer's public keys (`AUTH_JWKS_URL`), fetched and cached. A token naming an
 //! unknown `kid` triggers a refetch, at most one per interval, so key rotation works and a
-//! flood of made-up kids cannot hammer the issuer.
+//! flood of made-up kids cannot hammer the issuer; a cache older than the interval is
+//! refetched before use, so a key the issuer removed stops being trusted within an interval.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -128,11 +129,20 @@ impl Jwks {
     /// Keys that may have signed a token naming `kid` (all keys when it names none).
     pub(crate) async fn keys_for(&self, kid: Option<&str>) -> Vec<Arc<PinnedKey>> {
         let found = self.lookup(kid);
-        if !found.is_empty() {
+        if !found.is_empty() && self.is_fresh() {
             return found;
         }
         self.refresh_if_due().await;
         self.lookup(kid)
+    }
+
+    /// Whether the keys were fetched (or a fetch tried) within the interval. While a fetch
+    /// is under way the current keys serve, rather than every request waiting for it.
+    fn is_fresh(&self) -> bool {
+        match self.last_fetch.try_lock() {
+            Ok(last) => last.is_some_and(|t| t.elapsed() < self.interval),
+            Err(_) => true,
+        }
     }
 
     /// Fetches the key set unless a fetch was attempted within the interval.

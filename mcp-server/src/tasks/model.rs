@@ -225,13 +225,24 @@ pub struct TaskPage {
     pub next_offset: Option<u32>,
 }
 
+/// Characters that can make stored text display differently from what it is: Unicode line
+/// and paragraph separators (a second "line" inside one) and bidirectional controls (text
+/// that reads backwards, "Trojan Source").
+pub fn is_deceptive_char(c: char) -> bool {
+    matches!(
+        c,
+        '\u{2028}' | '\u{2029}' | '\u{200E}' | '\u{200F}' | '\u{061C}'
+            | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
+}
+
 /// Trims a title and checks its length.
 pub fn validate_title(raw: &str) -> Result<String, InvalidInput> {
     let t = raw.trim();
     if t.is_empty() {
         return Err(invalid("`title` must not be empty."));
     }
-    if t.chars().any(|c| c.is_control()) {
+    if t.chars().any(|c| c.is_control() || is_deceptive_char(c)) {
         return Err(invalid(
             "`title` must be one line without control characters.",
         ));
@@ -250,6 +261,15 @@ pub fn validate_description(raw: &str) -> Result<Option<String>, InvalidInput> {
     let t = raw.trim();
     if t.is_empty() {
         return Ok(None);
+    }
+    // Lines and tabs are fine in a description; other controls and deceptive characters not.
+    if t.chars()
+        .any(|c| (c.is_control() && c != '\n' && c != '\t') || is_deceptive_char(c))
+    {
+        return Err(invalid(
+            "`description` must not contain control characters, Unicode line separators or \
+             bidirectional controls.",
+        ));
     }
     let n = t.chars().count();
     if n > MAX_DESCRIPTION_CHARS {
@@ -441,6 +461,24 @@ mod tests {
         assert_eq!(validate_page(None, None), Ok((DEFAULT_PAGE, 0)));
         assert!(validate_page(Some(0), None).is_err());
         assert!(validate_page(Some(MAX_PAGE + 1), None).is_err());
+    }
+
+    #[test]
+    fn line_separators_and_bidi_controls_are_refused_in_titles_and_descriptions() {
+        for bad in [
+            "buy\u{2028}milk",
+            "buy\u{2029}milk",
+            "pay \u{202E}gnp.exe",
+            "a\u{2066}b\u{2069}",
+            "x\u{200F}y",
+            "x\u{061C}y",
+        ] {
+            assert!(validate_title(bad).is_err(), "title {bad:?}");
+            assert!(validate_description(bad).is_err(), "description {bad:?}");
+        }
+        assert!(validate_description("line one\nline two\twith a tab").is_ok());
+        assert!(validate_description("bell\u{7}").is_err());
+        assert_eq!(validate_title("Café ☕ 日本").unwrap(), "Café ☕ 日本");
     }
 
     #[test]

@@ -1,0 +1,135 @@
+//! What is kept, and for how long: idempotency records expire (`IDEMPOTENCY_TTL_HOURS`,
+//! 24 h), tasks in the trash are purged after `TRASH_RETENTION_DAYS` (30) and tool audit
+//! rows after `AUDIT_RETENTION_DAYS` (90); 0 keeps them forever. A sweeper deletes what
+//! has expired at start-up and then every `RETENTION_SWEEP_SECS` (3600). Several replicas
+//! sweeping at once is harmless: each delete is idempotent.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use todo_mcp::db::Database;
+use tokio_util::sync::CancellationToken;
+
+/// Retention settings.
+#[derive(Debug, Clone)]
+pub struct Retention {
+    pub idempotency_ttl: Duration,
+    /// `None`: kept forever.
+    pub trash: Option<Duration>,
+    pub audit: Option<Duration>,
+    pub sweep_every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            idempotency_ttl: Duration::from_secs(24 * 3600),
+            trash: Some(Duration::from_secs(30 * 86_400)),
+            audit: Some(Duration::from_secs(90 * 86_400)),
+            sweep_every: Duration::from_secs(3600),
+        }
+    }
+}
+
+fn env_u64(name: &str, default: u64, max: u64) -> anyhow::Result<u64> {
+    let v = match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
+        None => default,
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| anyhow::anyhow!("{name} has an invalid value {v:?}"))?,
+    };
+    anyhow::ensure!(
+        v <= max,
+        "{name}={v} is outside the accepted range 0..={max}"
+    );
+    Ok(v)
+}
+
+impl Retention {
+    pub fn from_env() -> anyhow::Result<Retention> {
+        let days = |n: u64| (n > 0).then(|| Duration::from_secs(n * 86_400));
+        let ttl = env_u64("IDEMPOTENCY_TTL_HOURS", 24, 24 * 365)?;
+        anyhow::ensure!(ttl >= 1, "IDEMPOTENCY_TTL_HOURS must be at least 1");
+        let sweep = env_u64("RETENTION_SWEEP_SECS", 3600, 7 * 86_400)?;
+        anyhow::ensure!(sweep >= 10, "RETENTION_SWEEP_SECS must be at least 10");
+        Ok(Retention {
+            idempotency_ttl: Duration::from_secs(ttl * 3600),
+            trash: days(env_u64("TRASH_RETENTION_DAYS", 30, 36_500)?),
+            audit: days(env_u64("AUDIT_RETENTION_DAYS", 90, 36_500)?),
+            sweep_every: Duration::from_secs(sweep),
+        })
+    }
+}
+
+/// Rows deleted by one sweep.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub idempotency: u64,
+    pub trash: u64,
+    pub audit: u64,
+}
+
+const IDEMPOTENCY_SQL: &str = "DELETE FROM idempotency_keys WHERE updated_at < $1";
+const TRASH_SQL: &str = "DELETE FROM tasks WHERE deleted_at IS NOT NULL AND deleted_at < $1";
+const AUDIT_SQL: &str = "DELETE FROM tool_executions WHERE created_at < $1";
+
+async fn delete_before(
+    db: &Database,
+    sql: &'static str,
+    before: DateTime<Utc>,
+) -> Result<u64, sqlx::Error> {
+    Ok(match db {
+        Database::Postgres(p) => sqlx::query(sql)
+            .bind(before)
+            .execute(p)
+            .await?
+            .rows_affected(),
+        Database::Sqlite(p) => sqlx::query(sql)
+            .bind(before)
+            .execute(p)
+            .await?
+            .rows_affected(),
+    })
+}
+
+fn before(now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
+    now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Deletes what has expired as of `now`.
+pub async fn sweep(db: &Database, r: &Retention, now: DateTime<Utc>) -> Result<Swept, sqlx::Error> {
+    let mut swept = Swept {
+        idempotency: delete_before(db, IDEMPOTENCY_SQL, before(now, r.idempotency_ttl)).await?,
+        ..Swept::default()
+    };
+    if let Some(age) = r.trash {
+        swept.trash = delete_before(db, TRASH_SQL, before(now, age)).await?;
+    }
+    if let Some(age) = r.audit {
+        swept.audit = delete_before(db, AUDIT_SQL, before(now, age)).await?;
+    }
+    Ok(swept)
+}
+
+/// Sweeps now and then every `sweep_every` until `shutdown`.
+pub fn spawn_sweeper(db: Database, r: Retention, shutdown: CancellationToken) {
+    tokio::spawn(async move {
+        loop {
+            match sweep(&db, &r, Utc::now()).await {
+                Ok(s) if s != Swept::default() => tracing::info!(
+                    idempotency = s.idempotency,
+                    trash = s.trash,
+                    audit = s.audit,
+                    "expired records deleted"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "retention sweep failed; retried later"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(r.sweep_every) => {}
+                _ = shutdown.cancelled() => return,
+            }
+        }
+    });
+}

@@ -1,0 +1,208 @@
+//! Caps on one turn: tool calls per reply and per turn, the size of a tool result sent back
+//! to the model, the prompt budget checked before every model round, and which calls count
+//! toward MAX_DESTRUCTIVE_CALLS_PER_TURN (the README sentence, as a test).
+
+use serde_json::{Value, json};
+use todo_backend::agent::TurnLimits;
+use todo_mcp::testing::Kind;
+
+use crate::helpers::*;
+
+fn with_limits(f: impl FnOnce(&mut TurnLimits)) -> Options {
+    let mut o = Options::default();
+    f(&mut o.limits);
+    o
+}
+
+async fn turn(app: &TestApp) -> Value {
+    let r = app.chat("alice", json!({"message": "go"})).await;
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn adds(n: usize) -> Vec<(String, String, String)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("c{i}"),
+                "add_task".to_string(),
+                format!(r#"{{"title":"Task {i}"}}"#),
+            )
+        })
+        .collect()
+}
+
+fn script(calls: &[(String, String, String)], text: &str) -> Script {
+    let c: Vec<(&str, &str, &str)> = calls
+        .iter()
+        .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()))
+        .collect();
+    Script::new(&c, text)
+}
+
+#[tokio::test]
+async fn calls_beyond_the_per_reply_cap_are_answered_not_run() {
+    let o = with_limits(|l| l.max_tool_calls_per_reply = 2);
+    let Some(app) = spawn_app_with(Kind::Sqlite, o).await else {
+        return;
+    };
+    app.llm_responds(script(&adds(5), "Done.")).await;
+    let body = turn(&app).await;
+    let calls = body["tool_calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 5);
+    for (i, c) in calls.iter().enumerate() {
+        assert_eq!(c["is_error"], i >= 2, "call {i}: {c}");
+    }
+    assert!(
+        calls[4]["result"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("at most 2")
+    );
+    let tasks = app.get_json("/api/alice/tasks").await;
+    assert_eq!(tasks["tasks"].as_array().unwrap().len(), 2);
+    for req in app.llm_requests().await {
+        assert_valid_sequence(&req["messages"]);
+    }
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn the_per_turn_cap_stops_tool_calls_and_the_model_must_answer_in_words() {
+    let o = with_limits(|l| l.max_tool_calls_per_turn = 3);
+    let Some(app) = spawn_app_with(Kind::Sqlite, o).await else {
+        return;
+    };
+    // A model that always calls two more tools.
+    app.llm_responds(|req: &wiremock::Request| {
+        let body: Value = req.body_json().unwrap();
+        let n = body["messages"].as_array().unwrap().len();
+        if body["tools"].as_array().is_none_or(|t| t.is_empty()) {
+            return wiremock::ResponseTemplate::new(200).set_body_json(text_reply("Stopped."));
+        }
+        let calls = [
+            (
+                format!("a{n}"),
+                "add_task",
+                format!(r#"{{"title":"A{n}"}}"#),
+            ),
+            (
+                format!("b{n}"),
+                "add_task",
+                format!(r#"{{"title":"B{n}"}}"#),
+            ),
+        ];
+        let c: Vec<(&str, &str, &str)> = calls
+            .iter()
+            .map(|(a, b, c)| (a.as_str(), *b, c.as_str()))
+            .collect();
+        wiremock::ResponseTemplate::new(200).set_body_json(tool_reply(&c))
+    })
+    .await;
+    let body = turn(&app).await;
+    assert_eq!(body["response"], "Stopped.");
+    let ran = body["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["is_error"] == false)
+        .count();
+    assert_eq!(ran, 3, "{body}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_long_tool_result_reaches_the_model_cut_with_a_note() {
+    let o = with_limits(|l| l.max_tool_result_chars = 150);
+    let Some(app) = spawn_app_with(Kind::Sqlite, o).await else {
+        return;
+    };
+    let long: Vec<(String, String, String)> = (0..3)
+        .map(|i| {
+            let title = format!("Task {i} {}", "with a long title ".repeat(5));
+            (
+                format!("c{i}"),
+                "add_task".into(),
+                json!({ "title": title }).to_string(),
+            )
+        })
+        .collect();
+    app.llm_responds(script(&long, "ok")).await;
+    turn(&app).await;
+    app.llm.reset().await;
+    app.llm_responds(Script::new(&[("l", "list_tasks", "{}")], "Listed."))
+        .await;
+    let body = turn(&app).await;
+    // The client gets the whole result; the model a cut one.
+    assert_eq!(
+        body["tool_calls"][0]["result"]["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let second = &app.llm_requests().await[1];
+    let tool = second["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "tool")
+        .unwrap();
+    let text = tool["content"].as_str().unwrap();
+    assert!(text.contains("more characters left out"), "{text}");
+    assert!(text.chars().count() < 300, "{text}");
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_prompt_over_the_budget_is_not_sent_to_the_model() {
+    let o = with_limits(|l| l.max_prompt_tokens = 10);
+    let Some(app) = spawn_app_with(Kind::Sqlite, o).await else {
+        return;
+    };
+    app.llm_responds(Script::new(&[], "never")).await;
+    let body = turn(&app).await;
+    assert!(
+        body["response"]
+            .as_str()
+            .unwrap()
+            .contains("I stopped here"),
+        "{body}"
+    );
+    assert!(app.llm_requests().await.is_empty());
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn failed_destructive_calls_count_and_refused_ones_do_not() {
+    let o = with_limits(|l| l.max_destructive_calls = 2);
+    let Some(app) = spawn_app_with(Kind::Sqlite, o).await else {
+        return;
+    };
+    app.llm_responds(Script::new(
+        &[
+            // Refused before reaching the tool: do not count.
+            ("x1", "delete_task", "not json"),
+            ("x2", "delete_task", "[1]"),
+            // Sent to the tool, "not found": count.
+            ("d1", "delete_task", r#"{"id": 41}"#),
+            ("d2", "update_task", r#"{"id": 42, "title": "x"}"#),
+            // Over the limit: refused.
+            ("d3", "delete_task", r#"{"id": 43}"#),
+        ],
+        "Asked.",
+    ))
+    .await;
+    let body = turn(&app).await;
+    let results: Vec<String> = body["tool_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["result"].to_string())
+        .collect();
+    assert!(!results[2].contains("Refused"), "{}", results[2]);
+    assert!(!results[3].contains("Refused"), "{}", results[3]);
+    assert!(results[4].contains("Refused"), "{}", results[4]);
+    app.cleanup().await;
+}
