@@ -168,7 +168,9 @@ impl Toolbox {
             match &self.source {
                 Source::InProcess(store) => {
                     let (client_io, server_io) = tokio::io::duplex(256 * 1024);
-                    let tools = TaskTools::new(store.clone(), Identity::Fixed(user.to_string()));
+                    // One session is one turn: its changes form one undo group.
+                    let tools = TaskTools::new(store.clone(), Identity::Fixed(user.to_string()))
+                        .in_group(&uuid::Uuid::now_v7().to_string());
                     // The server task carries the turn's span, so its database work is logged
                     // under the request's id.
                     tokio::spawn(async move {
