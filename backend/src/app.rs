@@ -64,6 +64,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         prompt: settings.prompt.clone(),
         limits: settings.limits.clone(),
         metrics: metrics.clone(),
+        prices: Arc::new(settings.prices.clone()),
     };
     Ok(AppState {
         db,
@@ -86,6 +87,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(api::messages),
         )
         .route("/api/{user_id}/tasks", get(api::tasks))
+        .route("/api/{user_id}/usage", get(api::usage::usage))
         // Every route above needs a token naming the path's user; those below are public.
         .route_layer(axum::middleware::from_fn_with_state(
             state.access.clone(),

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod openapi;
 pub mod store;
 pub mod telemetry;
+pub mod usage;

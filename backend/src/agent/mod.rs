@@ -22,6 +22,7 @@ use crate::metrics::Metrics;
 use crate::store::{
     ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
 };
+use crate::usage::{Prices, TokenUsage};
 
 /// Bounds on one turn.
 #[derive(Debug, Clone)]
@@ -69,6 +70,10 @@ pub struct TurnAnswer {
     pub response: String,
     pub tool_calls: Vec<ToolCallReport>,
     pub created_at: DateTime<Utc>,
+    /// Tokens (and cost, with `LLM_PRICES`) of this turn's model calls; zeros when the turn
+    /// called no model.
+    #[serde(default)]
+    pub usage: TokenUsage,
 }
 
 /// What a turn needs.
@@ -112,6 +117,8 @@ pub struct Agent {
     pub prompt: String,
     pub limits: TurnLimits,
     pub metrics: Arc<Metrics>,
+    /// Per-model prices that turn tokens into cost (`LLM_PRICES`).
+    pub prices: Arc<Prices>,
 }
 
 fn title_from(message: &str) -> String {
@@ -237,6 +244,7 @@ impl Agent {
     ) -> Result<TurnAnswer, TurnError> {
         let mut reports = Vec::new();
         let mut destructive = 0usize;
+        let mut usage = TokenUsage::default();
         for round in 0..self.limits.max_rounds {
             let last_round = round + 1 == self.limits.max_rounds;
             // The last round offers no tools, so the model has to answer in words.
@@ -262,8 +270,11 @@ impl Agent {
             self.metrics
                 .observe_llm(llm.model(), outcome, started.elapsed(), p, k);
             let c = c.map_err(|_| TurnError::Timeout)??;
+            self.metrics
+                .observe_cached_prompt_tokens(llm.model(), c.cached_prompt_tokens);
+            usage.add(&self.call_usage(llm, &c));
             if c.tool_calls.is_empty() || last_round {
-                return self.finish(id, lease, c, reports).await;
+                return self.finish(llm, id, lease, c, reports, usage).await;
             }
             let (assistant, results) = self
                 .run_calls(id, user, session, &c, &mut reports, &mut destructive)
@@ -274,6 +285,8 @@ impl Agent {
                 tool_calls: assistant.clone(),
                 prompt_tokens: Some(i64::from(c.prompt_tokens)),
                 completion_tokens: Some(i64::from(c.completion_tokens)),
+                cached_prompt_tokens: Some(i64::from(c.cached_prompt_tokens)),
+                model: Some(llm.model().to_string()),
                 ..NewMessage::default()
             }];
             to_store.extend(results.iter().map(|(call_id, name, o)| NewMessage {
@@ -408,12 +421,24 @@ impl Agent {
         (records, results)
     }
 
+    /// One model call's tokens, priced.
+    fn call_usage(&self, llm: &Llm, c: &Completion) -> TokenUsage {
+        TokenUsage::call(
+            u64::from(c.prompt_tokens),
+            u64::from(c.cached_prompt_tokens),
+            u64::from(c.completion_tokens),
+        )
+        .priced(&self.prices, llm.model())
+    }
+
     async fn finish(
         &self,
+        llm: &Llm,
         id: Uuid,
         lease: &str,
         c: Completion,
         reports: Vec<ToolCallReport>,
+        usage: TokenUsage,
     ) -> Result<TurnAnswer, TurnError> {
         let response = c.content.clone().unwrap_or_else(|| {
             if reports.is_empty() {
@@ -433,6 +458,8 @@ impl Agent {
                     content: response.clone(),
                     prompt_tokens: Some(i64::from(c.prompt_tokens)),
                     completion_tokens: Some(i64::from(c.completion_tokens)),
+                    cached_prompt_tokens: Some(i64::from(c.cached_prompt_tokens)),
+                    model: Some(llm.model().to_string()),
                     ..NewMessage::default()
                 }],
                 true,
@@ -444,6 +471,7 @@ impl Agent {
             response,
             tool_calls: reports,
             created_at,
+            usage,
         })
     }
 }

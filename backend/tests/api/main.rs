@@ -13,4 +13,6 @@ mod remote_mcp;
 mod store;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
 mod tokens;
+mod undo;
+mod usage;
 mod validation;
