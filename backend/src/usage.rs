@@ -301,9 +301,8 @@ fn assemble(
         entry.usage.add(&r.usage(prices));
     }
     let mut conversations: Vec<ConversationUsage> = by_conv.into_values().collect();
-    conversations.sort_by_key(|c| {
-        std::cmp::Reverse(c.usage.prompt_tokens + c.usage.completion_tokens)
-    });
+    conversations
+        .sort_by_key(|c| std::cmp::Reverse(c.usage.prompt_tokens + c.usage.completion_tokens));
     conversations.truncate(MAX_CONVERSATIONS);
     UsageReport {
         from,

@@ -101,7 +101,10 @@ async fn the_undo_tool_is_listed_with_a_schema_and_truthful_annotations() {
     with_db(Kind::Sqlite, |store, _| async move {
         let client = connect(TaskTools::new(store, Identity::Fixed("alice".into()))).await;
         let tools = client.list_all_tools().await.unwrap();
-        let undo = tools.iter().find(|t| t.name == "undo").expect("undo listed");
+        let undo = tools
+            .iter()
+            .find(|t| t.name == "undo")
+            .expect("undo listed");
         let a = undo.annotations.clone().unwrap();
         assert_eq!(a.read_only_hint, Some(false), "it changes tasks");
         assert_eq!(a.destructive_hint, Some(true), "it can revert changes");
@@ -126,10 +129,14 @@ async fn the_undo_tool_is_listed_with_a_schema_and_truthful_annotations() {
 async fn a_grouped_session_is_undone_as_one_turn_and_then_walks_back() {
     with_db(Kind::Sqlite, |store, _| async move {
         // An earlier turn adds one task; the next turn adds two and completes the first.
-        let t1 = connect(TaskTools::new(store.clone(), Identity::Fixed("alice".into())).in_group("t1")).await;
+        let t1 =
+            connect(TaskTools::new(store.clone(), Identity::Fixed("alice".into())).in_group("t1"))
+                .await;
         let first = add(&t1, "Buy milk").await;
         t1.cancel().await.unwrap();
-        let t2 = connect(TaskTools::new(store.clone(), Identity::Fixed("alice".into())).in_group("t2")).await;
+        let t2 =
+            connect(TaskTools::new(store.clone(), Identity::Fixed("alice".into())).in_group("t2"))
+                .await;
         add(&t2, "Call mum").await;
         add(&t2, "Water plants").await;
         let _: Task = ok(&call(&t2, "complete_task", json!({"id": first.id})).await);
@@ -137,7 +144,11 @@ async fn a_grouped_session_is_undone_as_one_turn_and_then_walks_back() {
         let r = call(&t2, "undo", json!({})).await;
         let report: UndoReport = ok(&r);
         assert_eq!(report.undone.len(), 3, "{}", text_of(&r));
-        let milk = report.undone.iter().find(|u| u.task.id == first.id).unwrap();
+        let milk = report
+            .undone
+            .iter()
+            .find(|u| u.task.id == first.id)
+            .unwrap();
         assert_eq!(milk.changes, vec![ChangeKind::Complete]);
         assert_eq!(milk.task, first, "back exactly as it was");
         assert!(text_of(&r).contains("trash"), "{}", text_of(&r));
@@ -157,7 +168,11 @@ async fn a_grouped_session_is_undone_as_one_turn_and_then_walks_back() {
 #[tokio::test]
 async fn bad_undo_calls_are_tool_errors() {
     with_db(Kind::Sqlite, |store, _| async move {
-        let client = connect(TaskTools::new(store.clone(), Identity::Fixed("alice".into()))).await;
+        let client = connect(TaskTools::new(
+            store.clone(),
+            Identity::Fixed("alice".into()),
+        ))
+        .await;
         add(&client, "A").await;
         let e = tool_error(&call(&client, "undo", json!({"steps": 2})).await);
         assert!(e.contains("steps"), "names the unknown argument: {e}");
@@ -173,8 +188,15 @@ async fn bad_undo_calls_are_tool_errors() {
 #[tokio::test]
 async fn undo_refuses_naming_the_task_when_it_changed_afterwards() {
     with_db(Kind::Sqlite, |store, _| async move {
-        let turn = connect(TaskTools::new(store.clone(), Identity::Fixed("alice".into())).in_group("turn")).await;
-        let other = connect(TaskTools::new(store.clone(), Identity::Fixed("alice".into()))).await;
+        let turn = connect(
+            TaskTools::new(store.clone(), Identity::Fixed("alice".into())).in_group("turn"),
+        )
+        .await;
+        let other = connect(TaskTools::new(
+            store.clone(),
+            Identity::Fixed("alice".into()),
+        ))
+        .await;
         let a = add(&turn, "A").await;
         // Another client renames it while the turn is still going, then the turn goes on.
         let _: Task = ok(&call(&other, "update_task", json!({"id": a.id, "title": "A!"})).await);
@@ -192,7 +214,11 @@ async fn undo_refuses_naming_the_task_when_it_changed_afterwards() {
 #[tokio::test]
 async fn undo_never_touches_another_users_changes() {
     with_db(Kind::Sqlite, |store, _| async move {
-        let alice = connect(TaskTools::new(store.clone(), Identity::Fixed("alice".into()))).await;
+        let alice = connect(TaskTools::new(
+            store.clone(),
+            Identity::Fixed("alice".into()),
+        ))
+        .await;
         let bob = connect(TaskTools::new(store.clone(), Identity::Fixed("bob".into()))).await;
         add(&alice, "Alice's").await;
         let e = tool_error(&call(&bob, "undo", json!({})).await);
@@ -286,4 +312,71 @@ async fn over_http_on_postgres_undo_walks_back_request_by_request() {
         })
         .await;
     }
+}
+
+/// A client that names a group in the `todo-change-group` header (as the backend does for
+/// a chat turn) gets its requests undone together; a malformed name is ignored.
+#[tokio::test]
+async fn over_http_a_named_change_group_spans_requests() {
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+
+    with_db(Kind::Sqlite, |store, _| async move {
+        let shutdown = CancellationToken::new();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = router(
+            store,
+            HttpSettings {
+                allowed_hosts: vec!["127.0.0.1".into()],
+                allowed_origins: vec![],
+                open_user: "erin".into(),
+                auth: None,
+                public_url: None,
+                authorization_servers: vec![],
+            },
+            shutdown.clone(),
+        );
+        let server = tokio::spawn(todo_mcp::http::serve(listener, app, shutdown.clone()));
+        let connect = |group: &str| {
+            let headers = std::collections::HashMap::from([(
+                http::HeaderName::from_static(todo_mcp::tools::CHANGE_GROUP_HEADER),
+                http::HeaderValue::from_str(group).unwrap(),
+            )]);
+            let config =
+                StreamableHttpClientTransportConfig::with_uri(format!("http://{addr}/mcp"))
+                    .custom_headers(headers);
+            async move {
+                let c: Client = timeout(
+                    DEADLINE,
+                    ().serve(StreamableHttpClientTransport::from_config(config)),
+                )
+                .await
+                .expect("handshake within the deadline")
+                .expect("MCP handshake over HTTP");
+                c
+            }
+        };
+        let bad = connect("not a group!").await;
+        add(&bad, "Alone 1").await;
+        add(&bad, "Alone 2").await;
+        let turn = connect("turn-7").await;
+        add(&turn, "One").await;
+        add(&turn, "Two").await;
+        let r: UndoReport = ok(&call(&turn, "undo", json!({})).await);
+        assert_eq!(r.undone.len(), 2, "both requests of the group");
+        assert_eq!(live(&turn).await, vec![1, 2]);
+        let r: UndoReport = ok(&call(&bad, "undo", json!({})).await);
+        assert_eq!(
+            r.undone.len(),
+            1,
+            "an ignored group name leaves groups of one"
+        );
+        assert_eq!(live(&bad).await, vec![1]);
+        turn.cancel().await.unwrap();
+        bad.cancel().await.unwrap();
+        shutdown.cancel();
+        let _ = timeout(DEADLINE, server).await;
+    })
+    .await;
 }

@@ -190,9 +190,15 @@ impl Toolbox {
                 Source::Remote(url, credential) => {
                     // Never the person's own token: a short credential of ours naming them.
                     let token = credential.token_for(user)?;
+                    // Every call of this session (one turn) in one undo group.
+                    let group = http::HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())?;
                     let transport = StreamableHttpClientTransport::from_config(
                         StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                            .auth_header(token.expose_secret()),
+                            .auth_header(token.expose_secret())
+                            .custom_headers(std::collections::HashMap::from([(
+                                http::HeaderName::from_static(todo_mcp::tools::CHANGE_GROUP_HEADER),
+                                group,
+                            )])),
                     );
                     ().serve(transport)
                         .await

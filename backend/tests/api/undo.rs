@@ -10,7 +10,12 @@ use crate::on_both_stores;
 
 /// Answers the person's message with the tool calls scripted for it, then with words once
 /// the tool results are in.
-struct ByMessage(Vec<(&'static str, Vec<(&'static str, &'static str, &'static str)>)>);
+struct ByMessage(
+    Vec<(
+        &'static str,
+        Vec<(&'static str, &'static str, &'static str)>,
+    )>,
+);
 
 impl Respond for ByMessage {
     fn respond(&self, req: &Request) -> ResponseTemplate {
@@ -34,7 +39,11 @@ fn script() -> ByMessage {
             "add milk and mum",
             vec![
                 ("c1", "add_task", r#"{"title":"Buy milk"}"#),
-                ("c2", "add_task", r#"{"title":"Call mum","priority":"high"}"#),
+                (
+                    "c2",
+                    "add_task",
+                    r#"{"title":"Call mum","priority":"high"}"#,
+                ),
             ],
         ),
         (

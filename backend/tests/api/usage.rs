@@ -84,7 +84,12 @@ async fn usage_is_stored_summed_and_priced(app: TestApp) {
     assert_eq!(a["usage"], expected_turn, "{a}");
     let conv = a["conversation_id"].as_str().unwrap().to_string();
     // The same conversation again, and a second conversation.
-    chat(&app, "alice", json!({"message": "again", "conversation_id": conv})).await;
+    chat(
+        &app,
+        "alice",
+        json!({"message": "again", "conversation_id": conv}),
+    )
+    .await;
     let b = chat(&app, "alice", json!({"message": "other"})).await;
     let conv_b = b["conversation_id"].as_str().unwrap().to_string();
     // Another person's turn never counts for Alice.
@@ -123,7 +128,11 @@ async fn usage_is_stored_summed_and_priced(app: TestApp) {
     assert_eq!(u["total"]["cost"], json!(0.01068));
     let convs = u["conversations"].as_array().unwrap();
     assert_eq!(convs.len(), 2);
-    assert_eq!(convs[0]["conversation_id"], json!(conv), "most tokens first");
+    assert_eq!(
+        convs[0]["conversation_id"],
+        json!(conv),
+        "most tokens first"
+    );
     assert_eq!(convs[0]["prompt_tokens"], 4400);
     assert_eq!(convs[1]["conversation_id"], json!(conv_b));
     assert_eq!(convs[1]["model_calls"], 2);
@@ -177,7 +186,8 @@ async fn without_prices_or_cached_counts_usage_has_tokens_and_no_cost() {
         return;
     };
     // The plain helpers' replies report no prompt_tokens_details.
-    app.llm_responds(crate::helpers::Script::new(&[], "Hi.")).await;
+    app.llm_responds(crate::helpers::Script::new(&[], "Hi."))
+        .await;
     let a = chat(&app, "alice", json!({"message": "hi"})).await;
     assert_eq!(
         a["usage"],
@@ -201,7 +211,11 @@ async fn usage_queries_are_validated() {
         ("from=2026-12-02&to=2026-12-01", 422, "invalid_range"),
         ("from=2024-01-01&to=2025-12-31", 422, "invalid_range"),
         ("conversation_id=nope", 400, "invalid_conversation_id"),
-        (&format!("conversation_id={other}") as &str, 404, "not_found"),
+        (
+            &format!("conversation_id={other}") as &str,
+            404,
+            "not_found",
+        ),
     ] {
         let r = app.get(&format!("/api/alice/usage?{query}")).await;
         let got = r.status().as_u16();
@@ -210,7 +224,9 @@ async fn usage_queries_are_validated() {
         assert_eq!(body["error"]["code"], code, "{query}: {body}");
     }
     // The widest range allowed: 366 days.
-    let r = app.get("/api/alice/usage?from=2025-01-01&to=2026-01-01").await;
+    let r = app
+        .get("/api/alice/usage?from=2025-01-01&to=2026-01-01")
+        .await;
     assert_eq!(r.status(), 200);
     app.cleanup().await;
 }

@@ -4,6 +4,8 @@
 pub mod args;
 mod undo;
 
+pub use self::undo::{CHANGE_GROUP_HEADER, ChangeGroup};
+
 use std::sync::Arc;
 
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -182,6 +184,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .add(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
@@ -220,6 +223,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .complete(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
@@ -239,6 +243,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .delete(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
@@ -258,6 +263,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .update(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
@@ -277,6 +283,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .restore(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
