@@ -10,12 +10,10 @@ use crate::on_both_stores;
 
 /// Answers the person's message with the tool calls scripted for it, then with words once
 /// the tool results are in.
-struct ByMessage(
-    Vec<(
-        &'static str,
-        Vec<(&'static str, &'static str, &'static str)>,
-    )>,
-);
+struct ByMessage(Vec<(&'static str, Vec<Call>)>);
+
+/// A scripted tool call: (id, tool, arguments as the model's JSON text).
+type Call = (&'static str, &'static str, &'static str);
 
 impl Respond for ByMessage {
     fn respond(&self, req: &Request) -> ResponseTemplate {
