@@ -16,6 +16,8 @@ use crate::agent::{Agent, TurnError, TurnRequest, prompt};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::store::{ConversationStore, Idempotency};
 
+pub mod usage;
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {

@@ -73,6 +73,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         prompt: settings.prompt.clone(),
         limits: settings.limits.clone(),
         metrics: metrics.clone(),
+        prices: Arc::new(settings.prices.clone()),
     };
     let lifecycle = crate::lifecycle::Lifecycle::start(db.clone());
     Ok(AppState {
@@ -97,6 +98,7 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             get(api::messages),
         )
         .route("/api/{user_id}/tasks", get(api::tasks))
+        .route("/api/{user_id}/usage", get(api::usage::usage))
         // Refused fast (503, Retry-After) while draining or while the database is away.
         .route_layer(axum::middleware::from_fn_with_state(
             state.lifecycle.clone(),

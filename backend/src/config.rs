@@ -24,6 +24,8 @@ pub struct Settings {
     pub max_body_bytes: usize,
     /// Authentication, the service credential toward todo-mcp, rate and concurrency limits, CORS.
     pub access: crate::access::AccessSettings,
+    /// Per-model prices per million tokens (`LLM_PRICES`), for usage cost.
+    pub prices: crate::usage::Prices,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -101,6 +103,8 @@ impl Settings {
             max_message_chars: parsed("MAX_MESSAGE_CHARS", 4000)?,
             max_body_bytes: parsed("MAX_BODY_BYTES", 64 * 1024)?,
             access: crate::access::AccessSettings::from_env()?,
+            prices: crate::usage::Prices::parse(&var("LLM_PRICES").unwrap_or_default())
+                .map_err(anyhow::Error::msg)?,
         };
         crate::preflight::check_settings(&settings)?;
         Ok(settings)

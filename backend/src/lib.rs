@@ -19,3 +19,4 @@ pub mod remote_read;
 pub mod retention;
 pub mod store;
 pub mod telemetry;
+pub mod usage;

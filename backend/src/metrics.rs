@@ -132,7 +132,7 @@ impl Metrics {
         );
         registry.register(
             "llm_tokens",
-            "Tokens reported by the model, by kind (prompt, completion)",
+            "Tokens reported by the model, by kind (prompt, completion, and cached_prompt: the part of prompt served from the provider's cache)",
             m.llm_tokens.clone(),
         );
         registry.register(
@@ -204,6 +204,17 @@ impl Metrics {
         }
     }
 
+    /// Prompt tokens the provider served from its cache (kind `cached_prompt`, a part of
+    /// `prompt`).
+    pub fn observe_cached_prompt_tokens(&self, model: &str, n: u32) {
+        self.llm_tokens
+            .get_or_create(&TokenLabels {
+                model: model.into(),
+                kind: "cached_prompt".into(),
+            })
+            .inc_by(u64::from(n));
+    }
+
     pub fn observe_tool(&self, tool: &str, is_error: bool, elapsed: Duration) {
         let outcome = if is_error { "error" } else { "ok" };
         self.tool_calls
@@ -262,6 +273,7 @@ mod tests {
         let m = Metrics::new();
         m.observe_http("/api/{user_id}/chat", "POST", 200, Duration::from_millis(3));
         m.observe_llm("gpt", "ok", Duration::from_millis(50), 120, 7);
+        m.observe_cached_prompt_tokens("gpt", 64);
         m.observe_tool("add_task", false, Duration::from_millis(1));
         m.observe_turn("ok");
         m.reject("rate_limited");
@@ -269,6 +281,7 @@ mod tests {
         for needle in [
             r#"http_requests_total{route="/api/{user_id}/chat",method="POST",status="200"} 1"#,
             r#"llm_tokens_total{model="gpt",kind="prompt"} 120"#,
+            r#"llm_tokens_total{model="gpt",kind="cached_prompt"} 64"#,
             r#"tool_calls_total{tool="add_task",outcome="ok"} 1"#,
             r#"chat_turns_total{outcome="ok"} 1"#,
             r#"db_pool_connections{state="idle"} 4"#,

@@ -17,6 +17,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/{user_id}/conversations"),
     ("get", "/api/{user_id}/conversations/{id}/messages"),
     ("get", "/api/{user_id}/tasks"),
+    ("get", "/api/{user_id}/usage"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),
@@ -192,6 +193,21 @@ pub fn document() -> Value {
         "responses": task_responses,
     });
 
+    let mut usage_responses = d.errors(&[400, 401, 403, 404, 422, 500, 503]);
+    usage_responses.insert("200".into(), json!({ "description": "Token usage and cost per day (UTC) and model, and per conversation", "content": d.json_content::<crate::usage::UsageReport>() }));
+    let date = json!({ "type": "string", "format": "date" });
+    let usage = json!({
+        "operationId": "getUsage", "security": security,
+        "summary": "The person's model tokens and their cost (with LLM_PRICES) over a range of UTC days (at most 366)",
+        "parameters": [
+            user_param(),
+            query_param("from", "First UTC day (default: 29 days before `to`)", date.clone()),
+            query_param("to", "Last UTC day, inclusive (default: today)", date),
+            query_param("conversation_id", "Only this conversation", json!({ "type": "string", "format": "uuid" })),
+        ],
+        "responses": usage_responses,
+    });
+
     let mut ready = text_ok("The database answers");
     if let Some(m) = ready.as_object_mut() {
         m.extend(d.errors(&[503]))
@@ -217,6 +233,7 @@ pub fn document() -> Value {
             "/api/{user_id}/conversations": { "get": conversations },
             "/api/{user_id}/conversations/{id}/messages": { "get": messages },
             "/api/{user_id}/tasks": { "get": tasks },
+            "/api/{user_id}/usage": { "get": usage },
             "/healthz": { "get": { "operationId": "healthz", "responses": text_ok("The process is alive") } },
             "/readyz": { "get": { "operationId": "readyz", "responses": ready } },
             "/metrics": { "get": { "operationId": "metrics", "responses": { "200": { "description": "Prometheus / OpenMetrics text", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } } } } },

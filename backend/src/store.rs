@@ -69,6 +69,10 @@ pub struct NewMessage {
     pub is_error: bool,
     pub prompt_tokens: Option<i64>,
     pub completion_tokens: Option<i64>,
+    /// Of `prompt_tokens`, those the provider served from its cache.
+    pub cached_prompt_tokens: Option<i64>,
+    /// The model that wrote an assistant message.
+    pub model: Option<String>,
 }
 
 /// A stored message.
@@ -88,6 +92,12 @@ pub struct Message {
     pub prompt_tokens: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub completion_tokens: Option<i64>,
+    /// Of `prompt_tokens`, those the provider served from its cache.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached_prompt_tokens: Option<i64>,
+    /// The model that wrote an assistant message.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -230,7 +240,8 @@ fn now() -> DateTime<Utc> {
 
 macro_rules! message_columns {
     () => {
-        "seq, role, content, tool_calls, tool_call_id, tool_name, is_error, prompt_tokens, completion_tokens, created_at"
+        "seq, role, content, tool_calls, tool_call_id, tool_name, is_error, prompt_tokens, completion_tokens, \
+         cached_prompt_tokens, model, created_at"
     };
 }
 
@@ -256,6 +267,8 @@ macro_rules! sql_conversation_store {
                     is_error: r.try_get("is_error")?,
                     prompt_tokens: r.try_get("prompt_tokens")?,
                     completion_tokens: r.try_get("completion_tokens")?,
+                    cached_prompt_tokens: r.try_get("cached_prompt_tokens")?,
+                    model: r.try_get("model")?,
                     created_at: r.try_get("created_at")?,
                 })
             }
@@ -363,7 +376,8 @@ macro_rules! sql_conversation_store {
                 let first = last - msgs.len() as i64 + 1;
                 let mut insert = sqlx::QueryBuilder::<$db>::new(
                     "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id, \
-                     tool_name, is_error, prompt_tokens, completion_tokens, created_at) ",
+                     tool_name, is_error, prompt_tokens, completion_tokens, cached_prompt_tokens, model, \
+                     created_at) ",
                 );
                 insert.push_values(msgs.iter().enumerate(), |mut b, (i, m)| {
                     let calls = (!m.tool_calls.is_empty())
@@ -379,6 +393,8 @@ macro_rules! sql_conversation_store {
                         .push_bind(m.is_error)
                         .push_bind(m.prompt_tokens)
                         .push_bind(m.completion_tokens)
+                        .push_bind(m.cached_prompt_tokens)
+                        .push_bind(m.model.clone())
                         .push_bind(ts);
                 });
                 insert.push(concat!(" RETURNING ", message_columns!()));

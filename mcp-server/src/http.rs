@@ -20,7 +20,7 @@ use tracing::Instrument;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
 use crate::tasks::TaskStore;
-use crate::tools::{Caller, Identity, TaskTools};
+use crate::tools::{CHANGE_GROUP_HEADER, Caller, ChangeGroup, Identity, TaskTools};
 
 /// Largest JSON-RPC request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -159,6 +159,14 @@ async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response
         }
     };
     req.extensions_mut().insert(Caller(caller));
+    if let Some(group) = req
+        .headers()
+        .get(CHANGE_GROUP_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(ChangeGroup::from_header)
+    {
+        req.extensions_mut().insert(group);
+    }
     next.run(req).await
 }
 

@@ -25,13 +25,14 @@ use tokio::sync::mpsc;
 use tokio::time::timeout;
 
 const BIN: &str = env!("CARGO_BIN_EXE_todo-mcp");
-const TOOLS: [&str; 6] = [
+const TOOLS: [&str; 7] = [
     "add_task",
     "list_tasks",
     "complete_task",
     "delete_task",
     "update_task",
     "restore_task",
+    "undo",
 ];
 /// Generous for a debug build on a busy 2-core machine; only reached on failure.
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -247,6 +248,7 @@ async fn tools_list_shows_every_tool_with_schemas_and_truthful_annotations() {
             ("restore_task", false, false),
             ("delete_task", false, true),
             ("update_task", false, true),
+            ("undo", false, true),
         ];
         for (name, read_only, destructive) in truth {
             let a = tool(name).annotations.unwrap();

@@ -129,6 +129,8 @@ mod tests {
             is_error: false,
             prompt_tokens: None,
             completion_tokens: None,
+            cached_prompt_tokens: None,
+            model: None,
             created_at: Utc::now(),
         }
     }

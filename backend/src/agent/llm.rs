@@ -131,6 +131,15 @@ struct Usage {
     prompt_tokens: u32,
     #[serde(default)]
     completion_tokens: u32,
+    /// OpenAI's `usage.prompt_tokens_details.cached_tokens`; other providers omit it.
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: Option<u32>,
 }
 
 /// A tool call the model asked for.
@@ -150,6 +159,8 @@ pub struct Completion {
     pub finish_reason: Option<String>,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Prompt tokens the provider served from its cache (0 when it does not say).
+    pub cached_prompt_tokens: u32,
 }
 
 /// Why a model call failed, after retries.
@@ -245,6 +256,10 @@ impl Llm {
             finish_reason: choice.finish_reason,
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
+            cached_prompt_tokens: usage
+                .prompt_tokens_details
+                .and_then(|d| d.cached_tokens)
+                .unwrap_or(0),
         })
     }
 }

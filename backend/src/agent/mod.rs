@@ -23,6 +23,7 @@ use crate::metrics::Metrics;
 use crate::store::{
     ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
 };
+use crate::usage::{Prices, TokenUsage};
 
 /// Bounds on one turn.
 #[derive(Debug, Clone)]
@@ -85,6 +86,10 @@ pub struct TurnAnswer {
     pub response: String,
     pub tool_calls: Vec<ToolCallReport>,
     pub created_at: DateTime<Utc>,
+    /// Tokens (and cost, with `LLM_PRICES`) of this turn's model calls; zeros when the turn
+    /// called no model.
+    #[serde(default)]
+    pub usage: TokenUsage,
 }
 
 /// What a turn needs.
@@ -128,6 +133,8 @@ pub struct Agent {
     pub prompt: String,
     pub limits: TurnLimits,
     pub metrics: Arc<Metrics>,
+    /// Per-model prices that turn tokens into cost (`LLM_PRICES`).
+    pub prices: Arc<Prices>,
 }
 
 fn title_from(message: &str) -> String {
@@ -374,6 +381,7 @@ impl Agent {
             .iter()
             .map(|f| f.to_string().len())
             .sum();
+        let mut usage = TokenUsage::default();
         for round in 0..self.limits.max_rounds {
             // The last round offers no tools, so the model has to answer in words; so does
             // a turn that has used up its tool calls.
@@ -398,8 +406,9 @@ impl Agent {
                     finish_reason: None,
                     prompt_tokens: 0,
                     completion_tokens: 0,
+                    cached_prompt_tokens: 0,
                 };
-                return self.finish(id, lease, stop, reports).await;
+                return self.finish(llm, id, lease, stop, reports, usage).await;
             }
             let started = Instant::now();
             let c = tokio::time::timeout_at(deadline.into(), llm.complete(&messages, tools)).await;
@@ -418,8 +427,11 @@ impl Agent {
             self.metrics
                 .observe_llm(llm.model(), outcome, started.elapsed(), p, k);
             let c = c.map_err(|_| TurnError::Timeout)??;
+            self.metrics
+                .observe_cached_prompt_tokens(llm.model(), c.cached_prompt_tokens);
+            usage.add(&self.call_usage(llm, &c));
             if c.tool_calls.is_empty() || last_round {
-                return self.finish(id, lease, c, reports).await;
+                return self.finish(llm, id, lease, c, reports, usage).await;
             }
             let assistant: Vec<ToolCallRecord> = c
                 .tool_calls
@@ -444,6 +456,8 @@ impl Agent {
                         tool_calls: assistant.clone(),
                         prompt_tokens: Some(i64::from(c.prompt_tokens)),
                         completion_tokens: Some(i64::from(c.completion_tokens)),
+                        cached_prompt_tokens: Some(i64::from(c.cached_prompt_tokens)),
+                        model: Some(llm.model().to_string()),
                         ..NewMessage::default()
                     }],
                     false,
@@ -628,12 +642,24 @@ impl Agent {
         (outcome, arguments)
     }
 
+    /// One model call's tokens, priced.
+    fn call_usage(&self, llm: &Llm, c: &Completion) -> TokenUsage {
+        TokenUsage::call(
+            u64::from(c.prompt_tokens),
+            u64::from(c.cached_prompt_tokens),
+            u64::from(c.completion_tokens),
+        )
+        .priced(&self.prices, llm.model())
+    }
+
     async fn finish(
         &self,
+        llm: &Llm,
         id: Uuid,
         lease: &str,
         c: Completion,
         reports: Vec<ToolCallReport>,
+        usage: TokenUsage,
     ) -> Result<TurnAnswer, TurnError> {
         let response = c.content.clone().unwrap_or_else(|| {
             if reports.is_empty() {
@@ -653,6 +679,8 @@ impl Agent {
                     content: response.clone(),
                     prompt_tokens: Some(i64::from(c.prompt_tokens)),
                     completion_tokens: Some(i64::from(c.completion_tokens)),
+                    cached_prompt_tokens: Some(i64::from(c.cached_prompt_tokens)),
+                    model: Some(llm.model().to_string()),
                     ..NewMessage::default()
                 }],
                 true,
@@ -664,6 +692,7 @@ impl Agent {
             response,
             tool_calls: reports,
             created_at,
+            usage,
         })
     }
 }

@@ -174,7 +174,9 @@ impl Toolbox {
             match &self.source {
                 Source::InProcess(store) => {
                     let (client_io, server_io) = tokio::io::duplex(256 * 1024);
-                    let tools = TaskTools::new(store.clone(), Identity::Fixed(user.to_string()));
+                    // One session is one turn: its changes form one undo group.
+                    let tools = TaskTools::new(store.clone(), Identity::Fixed(user.to_string()))
+                        .in_group(&uuid::Uuid::now_v7().to_string());
                     // The server task carries the turn's span, so its database work is logged
                     // under the request's id.
                     tokio::spawn(async move {
@@ -194,9 +196,15 @@ impl Toolbox {
                 Source::Remote(url, credential) => {
                     // Never the person's own token: a short credential of ours naming them.
                     let token = credential.token_for(user)?;
+                    // Every call of this session (one turn) in one undo group.
+                    let group = http::HeaderValue::from_str(&uuid::Uuid::now_v7().to_string())?;
                     let transport = StreamableHttpClientTransport::from_config(
                         StreamableHttpClientTransportConfig::with_uri(url.as_str())
-                            .auth_header(token.expose_secret()),
+                            .auth_header(token.expose_secret())
+                            .custom_headers(std::collections::HashMap::from([(
+                                http::HeaderName::from_static(todo_mcp::tools::CHANGE_GROUP_HEADER),
+                                group,
+                            )])),
                     );
                     ().serve(transport)
                         .await

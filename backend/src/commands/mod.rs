@@ -256,9 +256,7 @@ async fn run_leased(
     to_store.push(NewMessage {
         role: Some(Role::Assistant),
         content: response.clone(),
-        // A command spends no model tokens.
-        prompt_tokens: Some(0),
-        completion_tokens: Some(0),
+        // No model call: no token counts (the usage sums count model calls by them).
         ..NewMessage::default()
     });
     let stored = agent
@@ -271,6 +269,7 @@ async fn run_leased(
         response,
         tool_calls: reports,
         created_at,
+        usage: crate::usage::TokenUsage::default(),
     })
 }
 

@@ -75,6 +75,7 @@ fn routes(user: &str) -> Vec<(Method, String, Option<Value>)> {
             None,
         ),
         (Method::GET, format!("/api/{user}/tasks"), None),
+        (Method::GET, format!("/api/{user}/usage"), None),
     ]
 }
 

@@ -195,7 +195,7 @@ on_both_stores!(
         // The list of real tools comes from the MCP catalogue.
         assert!(
             unknown.contains(
-                "add_task, complete_task, delete_task, list_tasks, restore_task, update_task"
+                "add_task, complete_task, delete_task, list_tasks, restore_task, undo, update_task"
             ),
             "{unknown}"
         );

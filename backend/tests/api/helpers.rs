@@ -45,6 +45,8 @@ pub struct Options {
     /// Authentication and limits (default: open, as on loopback).
     pub access: AccessSettings,
     pub mcp_server_url: Option<String>,
+    /// `LLM_PRICES` (default: none).
+    pub prices: String,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             request_timeout: Duration::from_secs(5),
             access: AccessSettings::default(),
             mcp_server_url: None,
+            prices: String::new(),
         }
     }
 }
@@ -90,6 +93,7 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
         max_message_chars: o.max_message_chars,
         max_body_bytes: o.max_body_bytes,
         access: o.access,
+        prices: todo_backend::usage::Prices::parse(&o.prices).expect("test prices"),
     };
     let state = app::build_state(&settings).await.expect("app state");
     let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();

@@ -21,4 +21,6 @@ mod stalls;
 mod store;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
 mod tokens;
+mod undo;
+mod usage;
 mod validation;

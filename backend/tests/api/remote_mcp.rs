@@ -168,6 +168,7 @@ async fn the_backend_refuses_to_start_without_a_working_service_credential() {
             max_message_chars: 100,
             max_body_bytes: 10_000,
             access: o.access,
+            prices: Default::default(),
         };
         let result = todo_backend::app::build_state(&settings)
             .await
@@ -186,5 +187,55 @@ async fn the_backend_refuses_to_start_without_a_working_service_credential() {
     .expect("start-up gives up")
     .unwrap_err();
     assert!(wrong.contains("cannot list the tools"), "{wrong}");
+    mcp.stop().await;
+}
+
+#[tokio::test]
+async fn a_turn_through_a_remote_server_is_one_undo_group() {
+    let mcp = RemoteMcp::start(SERVICE_SECRET).await;
+    let Some(app) =
+        spawn_app_with(Kind::Sqlite, remote_options(&mcp.url, Some(SERVICE_SECRET))).await
+    else {
+        return;
+    };
+    mcp.store
+        .add(
+            "alice",
+            todo_mcp::tasks::NewTask {
+                title: "Earlier".into(),
+                description: None,
+                due: None,
+                priority: Default::default(),
+                tags: vec![],
+            },
+        )
+        .await
+        .unwrap();
+    app.llm_responds(Script::new(
+        &[
+            ("r1", "add_task", r#"{"title":"One"}"#),
+            ("r2", "add_task", r#"{"title":"Two"}"#),
+            ("r3", "complete_task", r#"{"id":1}"#),
+        ],
+        "Done.",
+    ))
+    .await;
+    let r = send(
+        &app,
+        Method::POST,
+        "/api/alice/chat",
+        Some(&format!("Bearer {}", token("alice"))),
+        Some(json!({"message": "two more, and finish the first"})),
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    // Three MCP requests, one group: one undo reverts all three, and the earlier add is
+    // the next group.
+    let report = mcp.store.undo("alice").await.unwrap();
+    assert_eq!(report.undone.len(), 3, "{report:?}");
+    assert!(!mcp.store.get("alice", 1).await.unwrap().completed);
+    let next = mcp.store.undo("alice").await.unwrap();
+    assert_eq!(next.undone[0].task.title, "Earlier");
+    app.cleanup().await;
     mcp.stop().await;
 }

@@ -1,8 +1,12 @@
 //! The task store: one interface, implemented for PostgreSQL and SQLite from one body of SQL.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::Row;
+
+use super::journal::{self, ChangeKind, UndoError, sql_journal};
 
 use super::model::{
     Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPage, TaskPatch, decode_tags,
@@ -35,6 +39,11 @@ pub trait TaskStore: Send + Sync + 'static {
     async fn restore(&self, user: &str, id: i64) -> Result<Task, StoreError>;
     /// Open (not completed, not deleted) tasks, soonest due first: the agent's compact view.
     async fn open_tasks(&self, user: &str, limit: u32) -> Result<Vec<Task>, StoreError>;
+    /// The same store, journaling its changes under `group` (a chat turn) for undo; without
+    /// one every change is its own group.
+    fn grouped(&self, group: &str) -> Arc<dyn TaskStore>;
+    /// Reverts the user's most recent group of changes not yet undone (see `journal`).
+    async fn undo(&self, user: &str) -> Result<journal::UndoReport, UndoError>;
 }
 
 /// The columns every task query returns, as a literal so queries stay `&'static str`.
@@ -114,11 +123,15 @@ macro_rules! sql_task_store {
         #[derive(Clone, Debug)]
         pub struct $name {
             pool: sqlx::Pool<$db>,
+            /// The undo group of this store's changes; `None`: one group per change.
+            group: Option<Arc<str>>,
         }
+
+        sql_journal!($name, $db, $row);
 
         impl $name {
             pub fn new(pool: sqlx::Pool<$db>) -> Self {
-                Self { pool }
+                Self { pool, group: None }
             }
 
             fn task_from_row(row: &$row) -> Result<Task, sqlx::Error> {
@@ -180,6 +193,7 @@ macro_rules! sql_task_store {
                 .fetch_one(&mut *tx)
                 .await?;
                 let task = Self::task_from_row(&row)?;
+                self.journal(&mut tx, user, ChangeKind::Add, None, &task).await?;
                 tx.commit().await?;
                 Ok(task)
             }
@@ -233,6 +247,9 @@ macro_rules! sql_task_store {
             async fn update(&self, user: &str, id: i64, p: &TaskPatch) -> Result<Task, StoreError> {
                 let text_changes = p.title.is_some() || p.description.is_some();
                 let mut tx = self.pool.begin().await?;
+                let Some(before) = Self::lock_task(&mut tx, user, id).await?.filter(|t| t.deleted_at.is_none()) else {
+                    return Err(StoreError::NotFound);
+                };
                 // One statement: concurrent changes to different fields never undo each other
                 // (and on PostgreSQL the row stays locked until the search text follows).
                 let row = sqlx::query(concat!(
@@ -273,12 +290,19 @@ macro_rules! sql_task_store {
                         .execute(&mut *tx)
                         .await?;
                 }
+                let only_completes = *p == TaskPatch { completed: Some(true), ..TaskPatch::default() };
+                let kind = if only_completes { ChangeKind::Complete } else { ChangeKind::Update };
+                self.journal(&mut tx, user, kind, Some(&before), &task).await?;
                 tx.commit().await?;
                 Ok(task)
             }
 
             async fn delete(&self, user: &str, id: i64) -> Result<Task, StoreError> {
                 let ts = now();
+                let mut tx = self.pool.begin().await?;
+                let Some(before) = Self::lock_task(&mut tx, user, id).await?.filter(|t| t.deleted_at.is_none()) else {
+                    return Err(StoreError::NotFound);
+                };
                 let row = sqlx::query(concat!(
                     "UPDATE tasks SET deleted_at = $3, updated_at = $3 \
                      WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL RETURNING ", columns!(), ""
@@ -286,12 +310,19 @@ macro_rules! sql_task_store {
                 .bind(user)
                 .bind(id)
                 .bind(ts)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-                Self::one(row)
+                let task = Self::one(row)?;
+                self.journal(&mut tx, user, ChangeKind::Delete, Some(&before), &task).await?;
+                tx.commit().await?;
+                Ok(task)
             }
 
             async fn restore(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+                let mut tx = self.pool.begin().await?;
+                let Some(before) = Self::lock_task(&mut tx, user, id).await?.filter(|t| t.deleted_at.is_some()) else {
+                    return Err(StoreError::NotFound);
+                };
                 let row = sqlx::query(concat!(
                     "UPDATE tasks SET deleted_at = NULL, updated_at = $3 \
                      WHERE user_id = $1 AND number = $2 AND deleted_at IS NOT NULL RETURNING ", columns!(), ""
@@ -299,9 +330,12 @@ macro_rules! sql_task_store {
                 .bind(user)
                 .bind(id)
                 .bind(now())
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *tx)
                 .await?;
-                Self::one(row)
+                let task = Self::one(row)?;
+                self.journal(&mut tx, user, ChangeKind::Restore, Some(&before), &task).await?;
+                tx.commit().await?;
+                Ok(task)
             }
 
             async fn open_tasks(&self, user: &str, limit: u32) -> Result<Vec<Task>, StoreError> {
@@ -310,6 +344,14 @@ macro_rules! sql_task_store {
                     ..ListFilter::default()
                 };
                 Ok(self.list(user, &filter).await?.tasks)
+            }
+
+            fn grouped(&self, group: &str) -> Arc<dyn TaskStore> {
+                Arc::new(Self { pool: self.pool.clone(), group: Some(group.into()) })
+            }
+
+            async fn undo(&self, user: &str) -> Result<journal::UndoReport, UndoError> {
+                self.undo_last(user).await
             }
         }
     };

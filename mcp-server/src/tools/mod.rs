@@ -2,6 +2,9 @@
 //! and the chat backend in-process).
 
 pub mod args;
+mod undo;
+
+pub use self::undo::{CHANGE_GROUP_HEADER, ChangeGroup};
 
 use std::sync::Arc;
 
@@ -15,9 +18,10 @@ use rmcp::{ErrorData as McpError, RoleServer, ServerHandler, tool, tool_handler,
 use serde::de::DeserializeOwned;
 
 use self::args::{AddTaskArgs, ListTasksArgs, TaskIdArgs, UpdateTaskArgs};
+use self::undo::UndoArgs;
 use crate::tasks::{
     Due, InvalidInput, ListFilter, NewTask, StoreError, Task, TaskPage, TaskPatch, TaskStore,
-    validate_description, validate_id, validate_page, validate_query, validate_tags,
+    UndoReport, validate_description, validate_id, validate_page, validate_query, validate_tags,
     validate_title,
 };
 
@@ -180,6 +184,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .add(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
@@ -218,6 +223,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .complete(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
@@ -237,6 +243,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .delete(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
@@ -256,6 +263,7 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .update(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
@@ -275,7 +283,27 @@ impl TaskTools {
     ) -> Result<CallToolResult, McpError> {
         let user = self.caller(&ctx)?;
         Ok(self
+            .for_request(&ctx)
             .restore(&user, args)
+            .await
+            .unwrap_or_else(ToolFailure::into_result))
+    }
+
+    #[tool(
+        name = "undo",
+        description = "Undo the person's most recent change made with these tools that is not undone yet: everything that turn (or request) changed goes back exactly as it was; a task it added moves to the trash. Call again to go further back. Refuses, naming the task, if that task changed afterwards.",
+        input_schema = schema_for_input::<UndoArgs>().expect("valid schema"),
+        output_schema = schema_for_output::<UndoReport>(),
+        annotations(title = "Undo last change", read_only_hint = false, destructive_hint = true, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn undo(
+        &self,
+        args: JsonObject,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, McpError> {
+        let user = self.caller(&ctx)?;
+        Ok(self
+            .undo_last(&user, args)
             .await
             .unwrap_or_else(ToolFailure::into_result))
     }
