@@ -112,6 +112,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 shutdown.clone(),
             );
+            let app = http::with_readiness(app, db.clone());
             tracing::info!(database = db.kind(), "listening on http://{local}/mcp");
             http::serve(listener, app, shutdown).await?;
             db.close().await;
