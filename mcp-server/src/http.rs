@@ -207,6 +207,32 @@ pub fn router(
         .layer(axum::middleware::from_fn(trace_request))
 }
 
+/// Adds `GET /readyz` to `app`: 200 while `db` answers, 503 (JSON) while it does not, so a
+/// balancer stops sending tool calls that could only fail; it recovers by itself.
+pub fn with_readiness(app: Router, db: crate::db::Database) -> Router {
+    app.route(
+        "/readyz",
+        get(move || {
+            let db = db.clone();
+            async move {
+                let timeout = std::time::Duration::from_secs(2);
+                match tokio::time::timeout(timeout, db.ping()).await {
+                    Ok(Ok(())) => (StatusCode::OK, "ready").into_response(),
+                    _ => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        [(header::RETRY_AFTER, "2")],
+                        axum::Json(serde_json::json!({"error": {
+                            "code": "database_unavailable",
+                            "message": "The tool server cannot reach its database right now."
+                        }})),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    )
+}
+
 /// Serves until `shutdown` is cancelled, then drains in-flight requests.
 pub async fn serve(
     listener: TcpListener,
@@ -238,4 +264,35 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
     Ok(l)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod readiness_tests {
+    use super::*;
+    use crate::testing::{Kind, TestDb};
+
+    async fn status_of(app: Router) -> u16 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let r = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+        server.abort();
+        r.status().as_u16()
+    }
+
+    #[tokio::test]
+    async fn readyz_follows_the_database() {
+        let t = TestDb::new(Kind::Sqlite).await.unwrap().unwrap();
+        assert_eq!(
+            status_of(with_readiness(Router::new(), t.db.clone())).await,
+            200
+        );
+        t.db.close().await;
+        assert_eq!(
+            status_of(with_readiness(Router::new(), t.db.clone())).await,
+            503
+        );
+        t.cleanup().await;
+    }
 }

@@ -114,6 +114,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 },
                 shutdown.clone(),
             );
+            let app = http::with_readiness(app, db.clone());
             tracing::info!(database = db.kind(), "listening on http://{local}/mcp");
             http::serve_with(listener, app, shutdown, serve_limits).await?;
             db.close().await;

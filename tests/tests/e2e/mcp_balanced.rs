@@ -59,6 +59,12 @@ async fn two_mcp_servers_behind_a_round_robin_balancer_serve_one_client_without_
     let a = mcp_server("todo-mcp A", &db.url).await;
     let mut b = mcp_server("todo-mcp B", &db.url).await;
     let balancer = Proxy::start(vec![a.addr(), b.addr()]).await;
+    for s in [&a, &b] {
+        let ready = reqwest::get(s.url("/readyz"))
+            .await
+            .expect("/readyz answers");
+        assert_eq!(ready.status(), 200, "{} is ready", s.name());
+    }
 
     // No connection reuse: every request is a new connection, so consecutive requests of
     // one client land on alternating servers.
