@@ -503,14 +503,14 @@ async fn without_a_model(kind: Kind) {
         assert!(text.contains(needed), "{needed} missing from: {text}");
     }
     assert_eq!(hi["tool_calls"], json!([]));
-    let c = hi["conversation_id"].as_str().unwrap().to_string();
-    let c = Some(c.as_str());
+    let conv = hi["conversation_id"].as_str().unwrap().to_string();
+    let c = Some(conv.as_str());
     assert!(
         response(&say(&app, "newcomer", c, "/add milk tomorrow").await).starts_with("Added #1")
     );
     assert!(response(&say(&app, "newcomer", c, "/list").await).contains("#1 [ ] milk"));
     assert!(response(&say(&app, "newcomer", c, "/done 1").await).starts_with("Completed #1"));
-    let stored = messages(&app, "newcomer", c.unwrap()).await;
+    let stored = messages(&app, "newcomer", &conv).await;
     assert_eq!(stored[0]["content"], "hi, add milk please");
     assert_eq!(stored[1]["content"], hi["response"]);
     assert_eq!(stored.len(), 2 + 3 * 4);
