@@ -206,3 +206,29 @@ async fn failed_destructive_calls_count_and_refused_ones_do_not() {
     assert!(results[4].contains("Refused"), "{}", results[4]);
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn unknown_tool_names_share_one_metric_label() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else {
+        return;
+    };
+    let long = "x".repeat(500);
+    app.llm_responds(Script::new(
+        &[
+            ("u1", "drop\ntables\"{}", "{}"),
+            ("u2", &long, "{}"),
+            ("u3", "add_task", r#"{"title":"Milk"}"#),
+        ],
+        "ok",
+    ))
+    .await;
+    turn(&app).await;
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"tool_calls_total{tool="unknown",outcome="error"} 2"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"tool_calls_total{tool="add_task",outcome="ok"} 1"#));
+    assert!(!metrics.contains("drop") && !metrics.contains(&long));
+    app.cleanup().await;
+}

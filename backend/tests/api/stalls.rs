@@ -30,9 +30,9 @@ pub enum Mode {
     Answer = 0,
     /// Never answers anything (not even the session handshake).
     StallAll = 1,
-    /// Answers everything but `tools/call`.
+    /// Answers everything but `tools/call` of `add_task`.
     StallToolCalls = 2,
-    /// Runs `tools/call` but never sends the result back.
+    /// Runs `tools/call` of `add_task` but never sends the result back.
     HoldToolResults = 3,
 }
 
@@ -81,7 +81,9 @@ impl StallingMcp {
                     let bytes = axum::body::to_bytes(body, 1 << 20)
                         .await
                         .unwrap_or_default();
-                    let is_call = String::from_utf8_lossy(&bytes).contains("\"tools/call\"");
+                    // Only calls that change something: reads (the open-task view) still answer.
+                    let text = String::from_utf8_lossy(&bytes);
+                    let is_call = text.contains("\"tools/call\"") && text.contains("\"add_task\"");
                     let req = Request::from_parts(parts, Body::from(bytes));
                     match mode.load(Ordering::SeqCst) {
                         1 => std::future::pending().await,
