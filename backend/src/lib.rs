@@ -9,5 +9,7 @@ pub mod config;
 pub mod error;
 pub mod metrics;
 pub mod openapi;
+pub mod page;
+pub mod sse;
 pub mod store;
 pub mod telemetry;

@@ -1,9 +1,11 @@
 //! One chat turn: the person's message, the model, the tools, and the stored history.
 //! Nothing survives in memory between turns; every turn rehydrates from the database.
 
+pub mod events;
 pub mod history;
 pub mod llm;
 pub mod prompt;
+pub mod stream;
 pub mod toolbox;
 
 use std::sync::Arc;
@@ -192,6 +194,9 @@ impl Agent {
         if let Some(tx) = req.on_stored.take() {
             let _ = tx.send(id);
         }
+        events::emit(events::TurnEvent::Started {
+            conversation_id: id,
+        });
         // History, the open-task view and the tool session are independent: fetch together.
         let (stored, open, session) = tokio::join!(
             self.conversations.recent(id, self.limits.history_messages),
@@ -246,7 +251,7 @@ impl Agent {
                 self.toolbox.functions()
             };
             let started = Instant::now();
-            let c = tokio::time::timeout_at(deadline.into(), llm.complete(&messages, tools)).await;
+            let c = tokio::time::timeout_at(deadline.into(), llm.call(&messages, tools)).await;
             let outcome = match &c {
                 Err(_) => "timeout",
                 Ok(Ok(_)) => "ok",
@@ -332,6 +337,12 @@ impl Agent {
         let mut results = Vec::with_capacity(c.tool_calls.len());
         let mut audits = Vec::with_capacity(c.tool_calls.len());
         for call in &c.tool_calls {
+            events::emit(events::TurnEvent::ToolCallStarted {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                arguments: serde_json::from_str(&call.arguments)
+                    .unwrap_or_else(|_| Value::String(call.arguments.clone())),
+            });
             records.push(ToolCallRecord {
                 id: call.id.clone(),
                 name: call.name.clone(),
@@ -397,6 +408,12 @@ impl Agent {
                     Ok(o) => Value::Object(o),
                     Err(_) => Value::String(call.arguments.clone()),
                 },
+                result: outcome.result.clone(),
+                is_error: outcome.is_error,
+            });
+            events::emit(events::TurnEvent::ToolCallFinished {
+                id: call.id.clone(),
+                name: call.name.clone(),
                 result: outcome.result.clone(),
                 is_error: outcome.is_error,
             });
