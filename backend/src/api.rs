@@ -230,15 +230,18 @@ pub async fn chat(
     };
     // The turn runs to its end even if the client goes away, so history and leases stay right.
     let task = tokio::spawn(
-        crate::agent::events::scoped(sink, keyed_turn(
-            state.agent.clone(),
-            state.conversations.clone(),
-            state.metrics.clone(),
-            turn_slot,
-            key,
-            req,
-            rx,
-        ))
+        crate::agent::events::scoped(
+            sink,
+            keyed_turn(
+                state.agent.clone(),
+                state.conversations.clone(),
+                state.metrics.clone(),
+                turn_slot,
+                key,
+                req,
+                rx,
+            ),
+        )
         .instrument(tracing::Span::current()),
     );
     if let Some(events) = events {

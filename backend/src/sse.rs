@@ -95,7 +95,10 @@ pub fn replay(body: String) -> Response {
 
 /// Streams a running turn. Waits for its first event first, so that a turn refused before
 /// it started answers a plain JSON error with the right status.
-pub async fn turn(mut rx: UnboundedReceiver<TurnEvent>, mut task: TurnTask) -> Result<Response, ApiError> {
+pub async fn turn(
+    mut rx: UnboundedReceiver<TurnEvent>,
+    mut task: TurnTask,
+) -> Result<Response, ApiError> {
     let first = tokio::select! {
         biased;
         e = rx.recv() => e,
@@ -158,7 +161,9 @@ mod tests {
     #[test]
     fn the_accept_header_decides() {
         assert!(wants_stream(&accept("text/event-stream")));
-        assert!(wants_stream(&accept("application/json, Text/Event-Stream;q=0.5")));
+        assert!(wants_stream(&accept(
+            "application/json, Text/Event-Stream;q=0.5"
+        )));
         assert!(!wants_stream(&accept("text/event-stream;q=0")));
         assert!(!wants_stream(&accept("application/json")));
         assert!(!wants_stream(&accept("*/*")));

@@ -96,7 +96,10 @@ mod tests {
         emit(TurnEvent::Delta {
             text: "lost".into(),
         });
-        assert_eq!(rx.recv().await, Some(TurnEvent::Delta { text: "hi".into() }));
+        assert_eq!(
+            rx.recv().await,
+            Some(TurnEvent::Delta { text: "hi".into() })
+        );
         assert_eq!(rx.recv().await, None);
     }
 

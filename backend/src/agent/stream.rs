@@ -67,10 +67,7 @@ impl Llm {
                 include_usage: true,
             },
         };
-        let url = format!(
-            "{}/chat/completions",
-            config.base_url.trim_end_matches('/')
-        );
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let mut attempt = 0usize;
         // Retried like a plain call, but only before the first byte of an answer: once text
         // has been shown to the person, a second attempt would show it twice.
@@ -300,7 +297,10 @@ impl Assembler {
             ));
         }
         if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
-            let n = |k: &str| u[k].as_u64().map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX));
+            let n = |k: &str| {
+                u[k].as_u64()
+                    .map_or(0, |v| u32::try_from(v).unwrap_or(u32::MAX))
+            };
             self.prompt_tokens = n("prompt_tokens");
             self.completion_tokens = n("completion_tokens");
         }
@@ -468,7 +468,7 @@ mod tests {
         a.push(&json!({"choices":[{"delta":{"tool_calls":[
             {"function":{"name":"add_task","arguments":{"title":"x"}}}
         ]},"finish_reason":"tool_calls"}]}))
-        .unwrap();
+            .unwrap();
         let c = a.finish(false).unwrap();
         assert_eq!(c.tool_calls.len(), 1);
         assert!(c.tool_calls[0].id.starts_with("call_"));
@@ -479,7 +479,8 @@ mod tests {
     fn text_arrives_in_order_and_a_whole_completion_counts_as_one_chunk() {
         let mut a = Assembler::default();
         assert_eq!(
-            a.push(&json!({"choices":[{"delta":{"content":"Hel"}}]})).unwrap(),
+            a.push(&json!({"choices":[{"delta":{"content":"Hel"}}]}))
+                .unwrap(),
             Some("Hel".into())
         );
         a.push(&json!({"choices":[{"delta":{"content":"lo"},"finish_reason":"stop"}]}))

@@ -45,6 +45,8 @@ pub struct Options {
     /// Authentication and limits (default: open, as on loopback).
     pub access: AccessSettings,
     pub mcp_server_url: Option<String>,
+    /// The model's base URL when it is not the wiremock server (e.g. a raw stream server).
+    pub llm_base_url: Option<String>,
 }
 
 impl Default for Options {
@@ -61,6 +63,7 @@ impl Default for Options {
             request_timeout: Duration::from_secs(5),
             access: AccessSettings::default(),
             mcp_server_url: None,
+            llm_base_url: None,
         }
     }
 }
@@ -76,7 +79,10 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
     let settings = Settings {
         database_url: Some(db.url.clone()),
         llm: o.llm_configured.then(|| LlmConfig {
-            base_url: format!("{}/v1", llm.uri()),
+            base_url: o
+                .llm_base_url
+                .clone()
+                .unwrap_or_else(|| format!("{}/v1", llm.uri())),
             api_key: "sk-test-secret".into(),
             model: "test-model".into(),
             max_tokens: 512,

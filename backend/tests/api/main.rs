@@ -11,6 +11,7 @@ mod limits;
 mod observability;
 mod remote_mcp;
 mod store;
+mod stream;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
 mod tokens;
 mod validation;
