@@ -148,6 +148,37 @@ fn answered(body: String) -> Response {
     respond(stream::iter(first.into_iter().chain([done])))
 }
 
+/// The `text/event-stream` media type of the chat answer, for the OpenAPI document: the
+/// events by name, each with the schema of its `data` (`answer` and `error` are references
+/// to the JSON answer and the error body).
+pub fn openapi_content(answer: serde_json::Value, error: serde_json::Value) -> serde_json::Value {
+    let s = |props: serde_json::Value, required: &[&str]| serde_json::json!({ "type": "object", "properties": props, "required": required });
+    serde_json::json!({
+        "schema": { "type": "string", "description": "Server-sent events; see x-events for each event's data" },
+        "x-events": {
+            "started": s(serde_json::json!({ "conversation_id": { "type": "string", "format": "uuid" } }), &["conversation_id"]),
+            "delta": s(serde_json::json!({ "text": { "type": "string" } }), &["text"]),
+            "tool_call_started": s(serde_json::json!({
+                "id": { "type": "string" }, "name": { "type": "string" },
+                "arguments": { "description": "The arguments as an object, or the model's text when it was not JSON" }
+            }), &["id", "name", "arguments"]),
+            "tool_call_finished": s(serde_json::json!({
+                "id": { "type": "string" }, "name": { "type": "string" },
+                "result": { "description": "The tool's structured result, or {\"error\": message}" },
+                "is_error": { "type": "boolean" }
+            }), &["id", "name", "result", "is_error"]),
+            "done": answer,
+            "error": error,
+        }
+    })
+}
+
+/// What the chat operation's 200 says about streaming.
+pub const OPENAPI_DESCRIPTION: &str = "The turn's answer. With `Accept: text/event-stream` the same turn as server-sent \
+events: `started`, then `delta` (text as the model writes it), `tool_call_started` and `tool_call_finished` \
+in the order they happen, and last exactly one `done` (data: the JSON answer, byte for byte) or `error` (data: \
+the error body). A request refused before the turn starts gets a plain JSON error with its status instead.";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -168,5 +199,47 @@ mod tests {
         assert!(!wants_stream(&accept("application/json")));
         assert!(!wants_stream(&accept("*/*")));
         assert!(!wants_stream(&HeaderMap::new()));
+    }
+}
+
+#[cfg(test)]
+mod doc_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn the_documented_fields_are_the_serialised_ones() {
+        let doc = openapi_content(json!({}), json!({}));
+        let samples = [
+            TurnEvent::Started {
+                conversation_id: uuid::Uuid::nil(),
+            },
+            TurnEvent::Delta { text: "x".into() },
+            TurnEvent::ToolCallStarted {
+                id: "c".into(),
+                name: "n".into(),
+                arguments: json!({}),
+            },
+            TurnEvent::ToolCallFinished {
+                id: "c".into(),
+                name: "n".into(),
+                result: json!({}),
+                is_error: false,
+            },
+        ];
+        for e in samples {
+            let v = serde_json::to_value(&e).unwrap();
+            let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+            keys.sort_unstable();
+            let mut documented: Vec<&str> = doc["x-events"][e.name()]["required"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|k| k.as_str().unwrap())
+                .collect();
+            documented.sort_unstable();
+            assert_eq!(keys, documented, "{}", e.name());
+        }
     }
 }

@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod limits;
 mod observability;
+mod page;
 mod remote_mcp;
 mod store;
 mod stream;
