@@ -47,7 +47,7 @@
     user: "",
     conversation: store.get("conversation"),
     busy: false,
-    pending: null, // {message, key, userItem} of the turn that failed, for Retry
+    pending: null, // {message, key, conversation, userItem} of the turn that failed, for Retry
   };
   state.user = (state.token && tokenSubject(state.token)) || store.get("user") || "me";
 
@@ -340,10 +340,12 @@
     }
   }
 
-  async function send(message, key, userItem) {
+  // `conversation` is the one the message was first sent to: a retry must send the very
+  // same request, or the server would take the Idempotency-Key as reused for another one.
+  async function send(message, key, conversation, userItem) {
     setBusy(true);
     hideError();
-    state.pending = { message, key, userItem };
+    state.pending = { message, key, conversation, userItem };
     const li = addMessage("assistant", "");
     const bubble = li.querySelector(".bubble");
     bubble.setAttribute("aria-live", "polite");
@@ -362,7 +364,7 @@
     const callArgs = new Map(); // tool call id → arguments, from tool_call_started
     try {
       const body = { message, timezone: Intl.DateTimeFormat().resolvedOptions().timeZone };
-      if (state.conversation) body.conversation_id = state.conversation;
+      if (conversation) body.conversation_id = conversation;
       const res = await fetch(api("/chat"), {
         method: "POST",
         headers: headers({ "Content-Type": "application/json", "Accept": "text/event-stream", "Idempotency-Key": key }),
@@ -439,7 +441,7 @@
     if (!message || state.busy) return;
     els.input.value = "";
     const userItem = addMessage("user", message);
-    send(message, newKey(), userItem);
+    send(message, newKey(), state.conversation, userItem);
   }
 
   // ---- wiring ----------------------------------------------------------------------------
@@ -450,7 +452,7 @@
   });
   els.retry.addEventListener("click", () => {
     const p = state.pending;
-    if (p && !state.busy) send(p.message, p.key, p.userItem);
+    if (p && !state.busy) send(p.message, p.key, p.conversation, p.userItem);
   });
   els.newConv.addEventListener("click", newConversation);
 

@@ -186,6 +186,8 @@ async function journey(browser, base, mockUrl, label, viewport) {
   });
 
   await step(`${label}: a model failure is explained, and Retry succeeds without doing anything twice`, async () => {
+    // In a new conversation: the retry must resend the first request exactly.
+    await page.getByRole("button", { name: "New conversation" }).click();
     const r = await fetch(mockUrl + "/faults", {
       method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ count: 1, status: 400 }),
     });
@@ -206,14 +208,16 @@ async function journey(browser, base, mockUrl, label, viewport) {
     await page.locator(".confirmation", { hasText: "Added \u2018Call mom\u2019" }).waitFor();
     const sent = await page.locator("#messages .msg.user", { hasText: "add Call mom" }).count();
     assert(sent === 1, `the retried message is stored ${sent} times`);
+    assert(await page.locator("#conversation-list button").count() === 2, "the conversations are not both listed");
     await shot("3-retried");
   });
 
   await step(`${label}: a new conversation starts empty and the earlier one can be reopened`, async () => {
     await page.getByRole("button", { name: "New conversation" }).click();
     assert(await page.locator("#messages .msg").count() === 0, "the new conversation is not empty");
-    await page.locator("#conversation-list button").first().click();
+    await page.locator("#conversation-list button", { hasText: "add Buy milk" }).click();
     await page.locator("#messages .msg.user", { hasText: "add Buy milk" }).waitFor();
+    assert(await page.locator("#messages .msg.user", { hasText: "add Call mom" }).count() === 0, "the conversations are mixed");
   });
 
   await step(`${label}: no script error and no request leaving the machine`, async () => {
