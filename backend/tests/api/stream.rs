@@ -706,3 +706,52 @@ impl Respond for SlowStreamer {
         Streamer.respond(req).set_delay(self.0)
     }
 }
+
+#[tokio::test]
+async fn streamed_turns_count_against_the_rate_limit_and_a_busy_conversation_is_409() {
+    let o = Options {
+        access: todo_backend::access::AccessSettings {
+            rate_limit_per_minute: 2,
+            ..todo_backend::access::AccessSettings::default()
+        },
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(Kind::Sqlite, o).await else {
+        return;
+    };
+    // The first turn is slow, so a second one on its conversation finds it busy.
+    app.llm_responds(SlowStreamer(Duration::from_millis(1500)))
+        .await;
+    let mut r = chat_stream(&app, "alice", None, json!({"message": "add buy milk"})).await;
+    let mut seen = String::new();
+    while !seen.contains("\n\n") {
+        let chunk = r.chunk().await.unwrap().expect("a first event");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let conv = parse_sse(&seen)[0].json()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let busy = chat_stream(
+        &app,
+        "alice",
+        None,
+        json!({"message": "and?", "conversation_id": conv}),
+    )
+    .await;
+    assert_eq!(busy.status(), 409);
+    assert!(busy.headers().contains_key("retry-after"));
+    let v: Value = busy.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "conversation_busy");
+    // Two turns were started this minute: the third is refused before any stream.
+    let limited = chat_stream(&app, "alice", None, json!({"message": "third"})).await;
+    assert_eq!(limited.status(), 429);
+    assert!(
+        limited.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/json")
+    );
+    assert_eq!(names(&events(r).await).last(), Some(&"done"));
+    app.cleanup().await;
+}
