@@ -12,6 +12,7 @@ use todo_mcp::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, va
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::agent::events::WithEvents;
 use crate::agent::{Agent, TurnError, TurnRequest, prompt};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::store::{ConversationStore, Idempotency};
@@ -230,18 +231,16 @@ pub async fn chat(
     };
     // The turn runs to its end even if the client goes away, so history and leases stay right.
     let task = tokio::spawn(
-        crate::agent::events::scoped(
-            sink,
-            keyed_turn(
-                state.agent.clone(),
-                state.conversations.clone(),
-                state.metrics.clone(),
-                turn_slot,
-                key,
-                req,
-                rx,
-            ),
+        keyed_turn(
+            state.agent.clone(),
+            state.conversations.clone(),
+            state.metrics.clone(),
+            turn_slot,
+            key,
+            req,
+            rx,
         )
+        .with_events(sink)
         .instrument(tracing::Span::current()),
     );
     if let Some(events) = events {

@@ -12,6 +12,7 @@ use std::future::Future;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tokio::task::futures::TaskLocalFuture;
 use uuid::Uuid;
 
 /// One event of a running turn. Serialised as the `data` of a server-sent event whose
@@ -55,28 +56,39 @@ impl TurnEvent {
 pub type EventSender = mpsc::UnboundedSender<TurnEvent>;
 
 tokio::task_local! {
-    static SINK: EventSender;
+    static SINK: Option<EventSender>;
 }
 
-/// Runs `turn` with its events sent to `sink`.
-pub async fn scoped<F: Future>(sink: Option<EventSender>, turn: F) -> F::Output {
-    match sink {
-        Some(s) => SINK.scope(s, turn).await,
-        None => turn.await,
+/// Runs `turn` with its events sent to `sink` (none: a JSON turn).
+pub fn scoped<F: Future>(
+    sink: Option<EventSender>,
+    turn: F,
+) -> TaskLocalFuture<Option<EventSender>, F> {
+    SINK.scope(sink, turn)
+}
+
+/// `future.with_events(sink)`: [`scoped`] as a method, for a spawn site.
+pub trait WithEvents: Future + Sized {
+    fn with_events(self, sink: Option<EventSender>) -> TaskLocalFuture<Option<EventSender>, Self> {
+        scoped(sink, self)
     }
 }
+
+impl<F: Future> WithEvents for F {}
 
 /// Sends an event to the current turn's sink, if it has one.
 pub fn emit(event: TurnEvent) {
     let _ = SINK.try_with(|s| {
-        // A closed receiver means the client left; the turn goes on regardless.
-        let _ = s.send(event);
+        if let Some(s) = s {
+            // A closed receiver means the client left; the turn goes on regardless.
+            let _ = s.send(event);
+        }
     });
 }
 
 /// Whether the current turn has a sink (then the model is asked to stream).
 pub fn streaming() -> bool {
-    SINK.try_with(|_| ()).is_ok()
+    SINK.try_with(Option::is_some).unwrap_or(false)
 }
 
 #[cfg(test)]
