@@ -102,9 +102,43 @@ function watchErrors(page, errors) {
 const tomorrow = () => new Date(Date.now() + 86400000).toISOString().slice(0, 10);
 
 async function sendMessage(page, text) {
+  // The previous turn may still be streaming its last words: sending waits for it, as a person would.
+  await page.waitForFunction(() => !document.getElementById("send").disabled);
   const box = page.getByLabel("Message", { exact: true });
   await box.fill(text);
   await box.press("Enter");
+}
+
+/** A chat request refused at the network, then a stream cut before `done`; Retry after each. */
+async function cutConnections(page) {
+  // The next chat request never reaches the server.
+  let calls = 0;
+  await page.route("**/api/*/chat", (route) => (++calls === 1 ? route.abort("connectionrefused") : route.fallback()));
+  await sendMessage(page, "add Water plants");
+  await page.locator("#error", { hasText: "Could not reach the server" }).waitFor();
+  await page.getByRole("button", { name: "Retry" }).click();
+  await page.locator(".confirmation", { hasText: "Added \u2018Water plants\u2019" }).waitFor();
+  await page.unroute("**/api/*/chat");
+  // The next stream is cut after its first pieces, without `done`.
+  const conv = await page.evaluate(() => localStorage.getItem("todo.conversation"));
+  let streams = 0;
+  await page.route("**/api/*/chat", (route) => (++streams === 1
+    ? route.fulfill({
+      status: 200, headers: { "content-type": "text/event-stream" },
+      body: `event: started\ndata: {"conversation_id":"${conv}"}\n\nevent: delta\ndata: {"text":"Half a rep"}\n\n`,
+    })
+    : route.fallback()));
+  await sendMessage(page, "add Feed cat");
+  await page.locator("#error", { hasText: "connection dropped" }).waitFor();
+  assert(await page.locator("#messages .bubble", { hasText: "Half a rep" }).count() === 0, "the cut reply stays shown");
+  await page.getByRole("button", { name: "Retry" }).click();
+  await page.locator(".confirmation", { hasText: "Added \u2018Feed cat\u2019" }).waitFor();
+  await page.unroute("**/api/*/chat");
+  await page.locator("#task-list .task", { hasText: "Feed cat" }).waitFor();
+  for (const t of ["Water plants", "Feed cat"]) {
+    const n = await page.locator("#task-list .task", { hasText: t }).count();
+    assert(n === 1, `${t} is listed ${n} times`);
+  }
 }
 
 /** The main journey at one viewport. */
@@ -208,8 +242,21 @@ async function journey(browser, base, mockUrl, label, viewport) {
     await page.locator(".confirmation", { hasText: "Added \u2018Call mom\u2019" }).waitFor();
     const sent = await page.locator("#messages .msg.user", { hasText: "add Call mom" }).count();
     assert(sent === 1, `the retried message is stored ${sent} times`);
+    await page.locator("#conversation-list button").nth(1).waitFor(); // listed after the history loads
     assert(await page.locator("#conversation-list button").count() === 2, "the conversations are not both listed");
     await shot("3-retried");
+  });
+
+  await step(`${label}: a network failure and a dropped stream are explained, and Retry recovers`, async () => {
+    const before = errors.length;
+    try {
+      await cutConnections(page);
+    } finally {
+      await page.unroute("**/api/*/chat");
+      // The refused connection is logged by the browser itself; that one is expected.
+      const mine = errors.splice(before).filter((e) => !/Failed to load resource: net::ERR_/.test(e));
+      errors.push(...mine);
+    }
   });
 
   await step(`${label}: a new conversation starts empty and the earlier one can be reopened`, async () => {
