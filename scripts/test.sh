@@ -181,6 +181,23 @@ if [ "$#" -eq 0 ] && [ -z "${SKIP_DEPLOY_CHECK:-}" ]; then
     [ "$deploy_status" -eq 0 ] || log "deployment checks failed (exit status $deploy_status)"
 fi
 
+# The chat page in headless Chromium (scripts/browser-test.sh): on a full run, or when asked
+# for with BROWSER_TEST=1; before the tests, so the test runner's summary stays the last word.
+browser_status=0
+if { [ "$#" -eq 0 ] && [ -z "${SKIP_BROWSER:-}" ]; } || [ -n "${BROWSER_TEST:-}" ]; then
+    case "$DATABASE_URL" in
+    postgres://* | postgresql://*)
+        log "running: scripts/browser-test.sh"
+        set +e
+        ./scripts/browser-test.sh
+        browser_status=$?
+        set -e
+        [ "$browser_status" -eq 0 ] || log "the browser test failed (exit status $browser_status)"
+        ;;
+    *) log "SKIPPED the browser test: it needs DATABASE_URL to name a PostgreSQL server" ;;
+    esac
+fi
+
 log "running: ${runner[*]} $*"
 set +e
 "${runner[@]}" "$@"
@@ -188,6 +205,7 @@ status=$?
 set -e
 [ "$status" -ne 0 ] || status=$fuzz_status
 [ "$status" -ne 0 ] || status=$deploy_status
+[ "$status" -ne 0 ] || status=$browser_status
 if [ "$status" -eq 0 ]; then
     log "tests passed"
 else

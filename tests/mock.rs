@@ -6,6 +6,9 @@
 //! answers follows [`crate::grammar`] for a person's message and summarises tool results
 //! after a tool round.
 //!
+//! With `stream: true` it answers chat-completion chunks as server-sent events (see
+//! `stream.rs`).
+//!
 //! Routes: `POST /v1/chat/completions` and `POST /chat/completions`, `GET /v1/models`,
 //! `GET /stats` (request and token counters), `POST /reset` (zeroes them and clears
 //! faults), `POST /faults` (inject failures, see [`FaultPlan`]), `GET /healthz`.
@@ -40,6 +43,8 @@ const MAX_BODY_BYTES: usize = 16 * 1024 * 1024;
 pub struct MockConfig {
     /// Added before every chat completion answer, to model a real provider's latency.
     pub latency: Duration,
+    /// Between the chunks of a streamed answer, to model a model writing.
+    pub chunk_delay: Duration,
 }
 
 /// Counters behind `GET /stats`.
@@ -337,6 +342,10 @@ async fn completions(
         body["usage"]["completion_tokens"].as_u64().unwrap_or(0),
         Ordering::SeqCst,
     );
+    if req.stream == Some(true) {
+        let usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        return stream::response(stream::chunks(&body, usage), shared.config.chunk_delay);
+    }
     axum::Json(body).into_response()
 }
 
@@ -392,5 +401,6 @@ async fn unknown_route(method: Method, uri: Uri) -> Response {
 
 mod faults;
 mod request;
+mod stream;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,9 @@ struct Cli {
     /// Delay added before every chat completion answer, in milliseconds.
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// Delay between the chunks of a streamed answer, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    chunk_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -41,6 +44,7 @@ async fn main() -> std::process::ExitCode {
     }
     let config = MockConfig {
         latency: Duration::from_millis(cli.latency_ms),
+        chunk_delay: Duration::from_millis(cli.chunk_delay_ms),
     };
     match mock::serve(listener, config, shutdown()).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

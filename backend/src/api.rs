@@ -12,6 +12,7 @@ use todo_mcp::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, va
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::agent::events::WithEvents;
 use crate::agent::{Agent, TurnError, TurnRequest, prompt};
 use crate::error::{ApiError, ApiJson, ApiQuery};
 use crate::store::{ConversationStore, Idempotency};
@@ -173,6 +174,9 @@ pub async fn chat(
             Idempotency::New => {}
             Idempotency::Replay { status, body } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                if status == StatusCode::OK && crate::sse::wants_stream(&headers) {
+                    return Ok(crate::sse::replay(body));
+                }
                 return Ok(json_response(status, body, true));
             }
             Idempotency::Mismatch => {
@@ -246,6 +250,14 @@ pub async fn chat(
         resume,
         on_stored: Some(tx),
     };
+    // A streamed turn's events go to the client as they happen (`crate::sse`).
+    let (sink, events) = match crate::sse::wants_stream(&headers) {
+        true => {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     // The turn runs to its end even if the client goes away, so history and leases stay right.
     let task = tokio::spawn(
         keyed_turn(
@@ -257,8 +269,12 @@ pub async fn chat(
             req,
             rx,
         )
+        .with_events(sink)
         .instrument(tracing::Span::current()),
     );
+    if let Some(events) = events {
+        return crate::sse::turn(events, task).await;
+    }
     match task.await {
         Ok(Ok((status, body))) => Ok(json_response(status, body, false)),
         Ok(Err(e)) => Err(e),

@@ -113,6 +113,8 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics))
         .route("/openapi.json", get(api::openapi))
+        .route("/", get(crate::page::index))
+        .route("/assets/{file}", get(crate::page::file))
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             telemetry::track,

@@ -22,6 +22,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/openapi.json"),
+    ("get", "/"),
+    ("get", "/assets/{file}"),
 ];
 
 /// Responses are described as serialised (fields skipped when empty are optional); request
@@ -128,6 +130,12 @@ pub fn document() -> Value {
         json!({ "description": "The turn's answer", "content": d.json_content::<TurnAnswer>(),
                 "headers": { "Idempotent-Replayed": { "description": "Present (true) when this is a stored answer replayed for a repeated Idempotency-Key", "schema": { "type": "string", "enum": ["true"] } } } }),
     );
+    let answer = d.output.subschema_for::<TurnAnswer>().to_value();
+    let error = d.output.subschema_for::<ErrorBody>().to_value();
+    if let Some(ok) = chat_responses.get_mut("200") {
+        ok["description"] = crate::sse::OPENAPI_DESCRIPTION.into();
+        ok["content"]["text/event-stream"] = crate::sse::openapi_content(answer, error);
+    }
     let chat = json!({
         "operationId": "chat",
         "summary": "One chat turn: the model reads the message, calls task tools, and answers",
@@ -237,6 +245,12 @@ pub fn document() -> Value {
             "/healthz": { "get": { "operationId": "healthz", "responses": text_ok("The process is alive") } },
             "/readyz": { "get": { "operationId": "readyz", "responses": ready } },
             "/metrics": { "get": { "operationId": "metrics", "responses": { "200": { "description": "Prometheus / OpenMetrics text", "content": { "application/openmetrics-text": { "schema": { "type": "string" } } } } } } },
+            "/": { "get": { "operationId": "chatPage", "summary": "The chat page", "responses": { "200": { "description": "The chat page (HTML; its script and style sheet are under /assets/)", "content": { "text/html": { "schema": { "type": "string" } } } } } } },
+            "/assets/{file}": { "get": { "operationId": "pageAsset", "summary": "The chat page's script and style sheet",
+                "parameters": [{ "name": "file", "in": "path", "required": true, "schema": { "type": "string", "enum": ["app.js", "app.css"] } }],
+                "responses": {
+                    "200": { "description": "The file", "content": { "text/javascript": { "schema": { "type": "string" } }, "text/css": { "schema": { "type": "string" } } } },
+                    "404": { "description": "No such file", "content": d.json_content::<ErrorBody>() } } } },
             "/openapi.json": { "get": { "operationId": "openapi", "responses": { "200": { "description": "This document", "content": { "application/json": { "schema": { "type": "object" } } } } } } },
         },
         "components": {

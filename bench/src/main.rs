@@ -12,6 +12,7 @@ mod load;
 mod mcp;
 mod point;
 mod procfs;
+mod stream;
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -287,6 +288,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             render_scripted(&mut out, &scripted);
             out.json
                 .push(serde_json::json!({"kind": "scripted", "turns": scripted}));
+
+            eprintln!("todo-bench: streamed turns (time to first event)");
+            let streamed =
+                stream::measure(&backend, &common.run_id, scripted_turns.max(20)).await?;
+            stream::render(&mut out.md, &streamed, llm_latency_ms);
+            out.json
+                .push(serde_json::json!({"kind": "streamed", "result": streamed}));
 
             eprintln!("todo-bench: scaling");
             let scaling = chat::scaling(

@@ -11,6 +11,14 @@ pub(super) struct ChatRequest {
     pub(super) tools: Option<Vec<ToolDef>>,
     #[serde(default)]
     pub(super) stream: Option<bool>,
+    #[serde(default)]
+    pub(super) stream_options: Option<StreamOptions>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct StreamOptions {
+    #[serde(default)]
+    pub(super) include_usage: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -101,10 +109,10 @@ pub(super) fn call_chars(c: &InToolCall) -> usize {
 /// What the real API checks: known roles, a non-empty list, and every assistant tool call
 /// answered by a tool message (and no tool message answering nothing).
 pub(super) fn validate(req: &ChatRequest) -> Result<(), (String, &'static str)> {
-    if req.stream == Some(true) {
+    if req.stream_options.is_some() && req.stream != Some(true) {
         return Err((
-            "mock-llm does not stream; send stream: false".into(),
-            "stream",
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
+            "stream_options",
         ));
     }
     if req.messages.is_empty() {

@@ -210,9 +210,9 @@ async fn malformed_requests_get_openai_style_400s() {
             None,
         ),
         (
-            "streaming",
-            json!({"model": "m", "messages": user("hi"), "stream": true}).to_string(),
-            Some("stream"),
+            "stream options without a stream",
+            json!({"model": "m", "messages": user("hi"), "stream_options": {"include_usage": true}}).to_string(),
+            Some("stream_options"),
         ),
         (
             "an unanswered tool call",
@@ -305,4 +305,47 @@ async fn injected_failures_come_after_the_skipped_requests_and_then_stop() {
     mock.post_raw("/reset", "").await;
     let (status, _) = mock.post_raw("/v1/chat/completions", body).await;
     assert_eq!(status, 200, "reset clears the faults");
+}
+
+#[tokio::test]
+async fn a_streamed_request_gets_chunks_that_add_up_to_the_plain_answer() {
+    let mock = Mock::start().await;
+    let plain = mock.complete(user("add buy milk"), &["add_task"]).await;
+    let body = json!({"model": "mock-1", "messages": user("add buy milk"), "tools": tools(&["add_task"]),
+                      "stream": true, "stream_options": {"include_usage": true}});
+    let r = mock
+        .http
+        .post(format!("http://{}/v1/chat/completions", mock.server.addr()))
+        .json(&body)
+        .send()
+        .await
+        .expect("the mock answers");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().await.expect("a body");
+    let data: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"));
+    let chunks: Vec<Value> = data[..data.len() - 1]
+        .iter()
+        .map(|d| serde_json::from_str(d).expect("a JSON chunk"))
+        .collect();
+    let args: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"].as_str())
+        .collect();
+    let want = &plain["choices"][0]["message"]["tool_calls"][0];
+    assert_eq!(
+        args,
+        want["function"]["arguments"].as_str().expect("arguments")
+    );
+    // Ids derive from the request, which differs by its `stream` flag.
+    assert!(
+        chunks[1]["choices"][0]["delta"]["tool_calls"][0]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("call_"))
+    );
+    assert_eq!(chunks.last().expect("chunks")["usage"], plain["usage"]);
 }

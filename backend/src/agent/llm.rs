@@ -181,6 +181,8 @@ pub enum LlmError {
 pub struct Llm {
     client: Client<OpenAIConfig>,
     config: LlmConfig,
+    /// For streamed calls: the request timeout bounds each read, not the whole answer.
+    stream_http: reqwest::Client,
 }
 
 impl Llm {
@@ -196,11 +198,24 @@ impl Llm {
             .with_api_base(config.base_url.trim_end_matches('/'))
             .with_api_key(config.api_key.clone());
         let client = Client::with_config(oa).with_http_service(service);
-        Ok(Llm { client, config })
+        let stream_http = reqwest::Client::builder()
+            .read_timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(5))
+            .build()?;
+        Ok(Llm {
+            client,
+            config,
+            stream_http,
+        })
     }
 
     pub fn model(&self) -> &str {
         &self.config.model
+    }
+
+    /// What a streamed call is made with (`super::stream`).
+    pub(super) fn stream_parts(&self) -> (&reqwest::Client, &LlmConfig) {
+        (&self.stream_http, &self.config)
     }
 
     /// One chat completion with the given tools (OpenAI function definitions).

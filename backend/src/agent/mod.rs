@@ -2,9 +2,11 @@
 //! Nothing survives in memory between turns; every turn rehydrates from the database.
 
 pub mod bounds;
+pub mod events;
 pub mod history;
 pub mod llm;
 pub mod prompt;
+pub mod stream;
 pub mod toolbox;
 
 use std::sync::Arc;
@@ -298,6 +300,9 @@ impl Agent {
         if let Some(tx) = req.on_stored.take() {
             let _ = tx.send(id);
         }
+        events::emit(events::TurnEvent::Started {
+            conversation_id: id,
+        });
         // History, the open-task view and the tool session are independent: fetch together.
         let remote = self.toolbox.is_remote();
         let (stored, open, session) = tokio::join!(
@@ -411,7 +416,7 @@ impl Agent {
                 return self.finish(llm, id, lease, stop, reports, usage).await;
             }
             let started = Instant::now();
-            let c = tokio::time::timeout_at(deadline.into(), llm.complete(&messages, tools)).await;
+            let c = tokio::time::timeout_at(deadline.into(), llm.call(&messages, tools)).await;
             let outcome = match &c {
                 Err(_) => "timeout",
                 Ok(Ok(_)) => "ok",
@@ -494,6 +499,12 @@ impl Agent {
             });
             let mut audits = Vec::with_capacity(c.tool_calls.len());
             for (i, call) in c.tool_calls.iter().enumerate() {
+                events::emit(events::TurnEvent::ToolCallStarted {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    arguments: serde_json::from_str(&call.arguments)
+                        .unwrap_or_else(|_| Value::String(call.arguments.clone())),
+                });
                 let started = Instant::now();
                 let (outcome, arguments) = if i >= self.limits.max_tool_calls_per_reply {
                     let o = ToolOutcome::error(bounds::over_reply_cap(
@@ -550,6 +561,12 @@ impl Agent {
                     result: outcome.result.to_string(),
                     is_error: outcome.is_error,
                     duration_ms: elapsed.as_millis() as i64,
+                });
+                events::emit(events::TurnEvent::ToolCallFinished {
+                    id: call.id.clone(),
+                    name: call.name.clone(),
+                    result: outcome.result.clone(),
+                    is_error: outcome.is_error,
                 });
                 reports.push(ToolCallReport {
                     name: call.name.clone(),

@@ -47,6 +47,8 @@ pub struct Options {
     pub mcp_server_url: Option<String>,
     /// `LLM_PRICES` (default: none).
     pub prices: String,
+    /// The model's base URL when it is not the wiremock server (e.g. a raw stream server).
+    pub llm_base_url: Option<String>,
 }
 
 impl Default for Options {
@@ -64,6 +66,7 @@ impl Default for Options {
             access: AccessSettings::default(),
             mcp_server_url: None,
             prices: String::new(),
+            llm_base_url: None,
         }
     }
 }
@@ -79,7 +82,10 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
     let settings = Settings {
         database_url: Some(db.url.clone()),
         llm: o.llm_configured.then(|| LlmConfig {
-            base_url: format!("{}/v1", llm.uri()),
+            base_url: o
+                .llm_base_url
+                .clone()
+                .unwrap_or_else(|| format!("{}/v1", llm.uri())),
             api_key: "sk-test-secret".into(),
             model: "test-model".into(),
             max_tokens: 512,

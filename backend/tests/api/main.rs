@@ -14,11 +14,13 @@ mod helpers;
 mod hostile;
 mod limits;
 mod observability;
+mod page;
 mod remote_mcp;
 mod remote_reads;
 mod retention;
 mod stalls;
 mod store;
+mod stream;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
 mod tokens;
 mod undo;
