@@ -132,7 +132,7 @@ impl Guard {
         if origin.starts_with("http://") && LOOPBACK_HOSTS.contains(&authority_host(authority)) {
             return true;
         }
-        self.origins.iter().any(|o| *o == origin)
+        self.origins.contains(&origin)
     }
 
     fn metrics_authorized(&self, headers: &HeaderMap, token: &SecretString) -> bool {

@@ -2,6 +2,8 @@
 //! timeout (a client trickling them is disconnected) and open connections are bounded, so
 //! a crowd of slow clients larger than the bound still leaves room for a real request.
 
+#![allow(clippy::unwrap_used)]
+
 use std::time::Duration;
 
 use axum::Router;

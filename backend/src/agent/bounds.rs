@@ -15,7 +15,7 @@ pub const STORAGE_GRACE: Duration = Duration::from_secs(5);
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The metric label of a tool name chosen by the model: known names, or one `unknown`.
-pub fn tool_label<'a>(known: bool, name: &'a str) -> &'a str {
+pub fn tool_label(known: bool, name: &str) -> &str {
     if known { name } else { "unknown" }
 }
 
