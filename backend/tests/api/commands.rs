@@ -299,20 +299,33 @@ on_both_stores!(
 );
 
 #[tokio::test]
-async fn undo_without_an_undo_tool_says_so_and_changes_nothing() {
+async fn slash_undo_reverts_the_last_change_through_the_undo_tool_without_the_model() {
     let Some(app) = spawn_app(Kind::Sqlite).await else {
         return;
     };
     forbid_model_calls(&app).await;
     let a = say(&app, "ned", None, "/add keep me").await;
     let c = a["conversation_id"].as_str().unwrap();
-    let r = say(&app, "ned", Some(c), "/undo").await;
-    assert_eq!(r["tool_calls"], json!([]));
-    assert!(response(&r).contains("Undo is not available"), "{r}");
+    say(&app, "ned", Some(c), "/edit 1 title renamed").await;
     assert_eq!(
         app.get_json("/api/ned/tasks").await["tasks"][0]["title"],
-        "keep me"
+        "renamed"
     );
+    let r = say(&app, "ned", Some(c), "/undo").await;
+    assert_eq!(r["tool_calls"][0]["name"], "undo", "{r}");
+    assert_eq!(r["tool_calls"][0]["is_error"], false, "{r}");
+    assert_eq!(
+        app.get_json("/api/ned/tasks").await["tasks"][0]["title"],
+        "keep me",
+        "the rename is undone"
+    );
+    // Undoing again walks back to the add: the task goes to the trash.
+    let r = say(&app, "ned", Some(c), "/undo").await;
+    assert_eq!(r["tool_calls"][0]["is_error"], false, "{r}");
+    assert_eq!(app.get_json("/api/ned/tasks").await["tasks"], json!([]));
+    // Nothing left: the third undo says so as a tool error, not a 5xx.
+    let r = say(&app, "ned", Some(c), "/undo").await;
+    assert_eq!(r["tool_calls"][0]["is_error"], true, "{r}");
     app.llm.verify().await;
     app.cleanup().await;
 }

@@ -213,7 +213,7 @@ on_both_stores!(
         keys.sort();
         assert_eq!(
             keys,
-            ["conversation_id", "created_at", "response", "tool_calls"]
+            ["conversation_id", "created_at", "response", "tool_calls", "usage"]
         );
 
         // The model was streamed and asked for usage; the usage of the last chunk was stored.
@@ -344,10 +344,15 @@ async fn requests_refused_before_the_turn_starts_are_plain_json_errors() {
     else {
         return;
     };
-    let r = chat_stream(&app, "alice", None, json!({"message": "hi"})).await;
-    assert_eq!(r.status(), 503);
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(v["error"]["code"], "llm_not_configured");
+    // Without a model a free-form message is answered (not refused) with the commands and
+    // the settings that enable chat, streamed like any turn.
+    let ev = events(chat_stream(&app, "alice", None, json!({"message": "hi"})).await).await;
+    let names: Vec<&str> = ev.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names.first(), Some(&"started"), "{names:?}");
+    assert_eq!(names.last(), Some(&"done"), "{names:?}");
+    let done = ev.last().unwrap().json();
+    let text = done["response"].as_str().unwrap();
+    assert!(text.contains("OPENAI_API_KEY") && text.contains("/add"), "{text}");
     app.cleanup().await;
 }
 
