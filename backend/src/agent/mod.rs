@@ -1,9 +1,11 @@
 //! One chat turn: the person's message, the model, the tools, and the stored history.
 //! Nothing survives in memory between turns; every turn rehydrates from the database.
 
+pub mod confirm;
 pub mod history;
 pub mod llm;
 pub mod prompt;
+pub mod textcalls;
 pub mod toolbox;
 
 use std::sync::Arc;
@@ -38,6 +40,9 @@ pub struct TurnLimits {
     pub turn_timeout: Duration,
     /// Destructive tool calls allowed in one turn before the model must ask the person.
     pub max_destructive_calls: usize,
+    /// End a round whose calls all succeeded and all wrote with a composed confirmation
+    /// instead of a second model call (see `confirm`).
+    pub compose_confirmations: bool,
 }
 
 impl Default for TurnLimits {
@@ -49,6 +54,7 @@ impl Default for TurnLimits {
             open_tasks: 20,
             turn_timeout: Duration::from_secs(60),
             max_destructive_calls: 3,
+            compose_confirmations: true,
         }
     }
 }
@@ -196,7 +202,7 @@ impl Agent {
         let (stored, open, session) = tokio::join!(
             self.conversations.recent(id, self.limits.history_messages),
             self.tasks.open_tasks(&req.user, self.limits.open_tasks + 1),
-            self.toolbox.session(&req.user),
+            self.toolbox.session_in_zone(&req.user, req.timezone),
         );
         let stored = stored?;
         let open = open.map_err(|e| match e {
@@ -206,19 +212,32 @@ impl Agent {
         let session = session.map_err(TurnError::Tools)?;
         let more_open = open.len() > self.limits.open_tasks as usize;
         let open = &open[..open.len().min(self.limits.open_tasks as usize)];
+        // Instructions (then the tools) first and always the same bytes: a cacheable prefix.
+        // What changes every turn travels with the person's latest message.
         let mut messages = vec![WireMessage::System {
-            content: prompt::system_message(
-                &self.prompt,
-                Utc::now(),
-                req.timezone,
-                open,
-                more_open,
-            ),
+            content: prompt::system_message(&self.prompt),
         }];
         messages.extend(history::to_wire(&stored, self.limits.history_tokens));
+        let context = prompt::context_block(Utc::now(), req.timezone, open, more_open);
+        if let Some(WireMessage::User { content }) = messages
+            .iter_mut()
+            .rev()
+            .find(|m| matches!(m, WireMessage::User { .. }))
+        {
+            *content = prompt::with_context(&context, content);
+        }
 
         let result = self
-            .rounds(llm, id, lease, &req.user, &session, messages, deadline)
+            .rounds(
+                llm,
+                id,
+                lease,
+                &req.user,
+                &session,
+                messages,
+                deadline,
+                req.timezone,
+            )
             .await;
         session.close().await;
         result
@@ -234,6 +253,7 @@ impl Agent {
         session: &ToolSession,
         mut messages: Vec<WireMessage>,
         deadline: Instant,
+        tz: Tz,
     ) -> Result<TurnAnswer, TurnError> {
         let mut reports = Vec::new();
         let mut destructive = 0usize;
@@ -261,10 +281,15 @@ impl Agent {
             };
             self.metrics
                 .observe_llm(llm.model(), outcome, started.elapsed(), p, k);
+            if let Ok(Ok(c)) = &c {
+                self.metrics
+                    .observe_cached_prompt_tokens(llm.model(), c.cached_prompt_tokens);
+            }
             let c = c.map_err(|_| TurnError::Timeout)??;
             if c.tool_calls.is_empty() || last_round {
                 return self.finish(id, lease, c, reports).await;
             }
+            let round_start = reports.len();
             let (assistant, results) = self
                 .run_calls(id, user, session, &c, &mut reports, &mut destructive)
                 .await;
@@ -288,6 +313,14 @@ impl Agent {
             self.conversations
                 .append(id, lease, self.lease_until(), &to_store, false)
                 .await?;
+            // Writes that all succeeded need no second model call to be confirmed.
+            if self.limits.compose_confirmations
+                && let Some(text) = confirm::compose(&reports[round_start..], tz, Utc::now())
+            {
+                return self
+                    .finish(id, lease, Completion::composed(text), reports)
+                    .await;
+            }
             messages.push(WireMessage::Assistant {
                 content: c.content.clone(),
                 tool_calls: assistant

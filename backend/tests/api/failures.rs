@@ -232,6 +232,7 @@ async fn a_connection_failure_is_retried_then_a_502() {
             request_timeout: Duration::from_secs(2),
             max_retries: 1,
             max_retry_wait: Duration::from_secs(1),
+            sampling: Default::default(),
         }),
         mcp_server_url: None,
         prompt: "p".into(),

@@ -83,6 +83,7 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
             request_timeout: o.request_timeout,
             max_retries: o.max_retries,
             max_retry_wait: Duration::from_secs(2),
+            sampling: Default::default(),
         }),
         mcp_server_url: o.mcp_server_url,
         prompt: "You manage tasks.".into(),

@@ -9,6 +9,7 @@ mod helpers;
 mod hostile;
 mod limits;
 mod observability;
+mod providers;
 mod remote_mcp;
 mod store;
 #[path = "../../../mcp-server/tests/support/tokens.rs"]
