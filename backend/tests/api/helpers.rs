@@ -53,6 +53,9 @@ impl Default for Options {
             llm_configured: true,
             limits: TurnLimits {
                 turn_timeout: Duration::from_secs(10),
+                // Most tests script the model's words after tool results; the composed
+                // confirmation of write rounds is tested in providers.rs.
+                compose_confirmations: false,
                 ..TurnLimits::default()
             },
             max_retries: 2,

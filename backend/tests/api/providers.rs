@@ -8,7 +8,14 @@ use serde_json::{Value, json};
 use todo_mcp::testing::Kind;
 use wiremock::{Request, Respond, ResponseTemplate};
 
-use crate::helpers::{Script, TestApp, assert_valid_sequence, spawn_app, text_reply};
+use crate::helpers::{Options, Script, TestApp, assert_valid_sequence, spawn_app_with, text_reply};
+
+/// The application as configured by default: write rounds end with a composed confirmation.
+async fn spawn_app(kind: Kind) -> Option<TestApp> {
+    let mut o = Options::default();
+    o.limits.compose_confirmations = true;
+    spawn_app_with(kind, o).await
+}
 
 fn completion(message: Value, usage: Option<Value>) -> Value {
     let mut v = json!({

@@ -72,8 +72,11 @@ struct Cli {
     /// One JSON line per turn, appended to.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Send one uncounted turn before the cases of each run (fills the server's prefix cache).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    warm_up: bool,
     /// Seconds one chat turn may take before it counts as failed.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = 1200)]
     turn_timeout_secs: u64,
 }
 
@@ -212,6 +215,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let text = std::fs::read_to_string(&cli.cases)
         .with_context(|| format!("cannot read {}", cli.cases.display()))?;
     let suite = Suite::parse(&text)?;
+    eprintln!(
+        "todo-eval: {} cases in {} conversations, {} run(s), model endpoint {}",
+        suite.case_count(),
+        suite.conversations.len(),
+        cli.runs,
+        cli.base_url
+    );
     let rec = proxy::Recorder::new(&cli.base_url)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let proxy_url = format!("http://{}/v1", listener.local_addr()?);
@@ -224,7 +234,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut records: Vec<TurnRecord> = Vec::new();
     for run in 1..=cli.runs {
         let mut backend = start_backend(&cli, &proxy_url, run).await?;
-        let mut first_call_of_run = true;
+        // One uncounted turn first, so the server holds the shared prompt prefix (as it would
+        // in service); the figures of the cold call are printed, not counted.
+        if cli.warm_up {
+            let started = Instant::now();
+            let _ = http
+                .post(format!("{}/api/eval-warm-up-{stamp}-{run}/chat", backend.base))
+                .json(&json!({"message": "hi", "timezone": "UTC"}))
+                .send()
+                .await;
+            let calls = rec.take();
+            eprintln!(
+                "[run {run}] warm-up: {:.1}s, {} call(s), {} prompt tokens processed",
+                started.elapsed().as_secs_f64(),
+                calls.len(),
+                calls.iter().map(|c| c.processed_tokens).sum::<u64>()
+            );
+        }
+        let mut first_call_of_run = !cli.warm_up;
         for conv in suite
             .conversations
             .iter()
