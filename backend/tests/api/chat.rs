@@ -309,7 +309,10 @@ on_both_stores!(
         // begins with a person's message: 39 messages plus the system prompt.
         assert_eq!(n, 40, "{last}");
         let latest = last[n - 1]["content"].as_str().unwrap();
-        assert!(latest.starts_with("<context>") && latest.ends_with("\nhello 24"), "{latest}");
+        assert!(
+            latest.starts_with("<context>") && latest.ends_with("\nhello 24"),
+            "{latest}"
+        );
         assert_eq!(last[1]["role"], "user");
         assert_valid_sequence(last);
         app.cleanup().await;

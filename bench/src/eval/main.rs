@@ -239,7 +239,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if cli.warm_up {
             let started = Instant::now();
             let _ = http
-                .post(format!("{}/api/eval-warm-up-{stamp}-{run}/chat", backend.base))
+                .post(format!(
+                    "{}/api/eval-warm-up-{stamp}-{run}/chat",
+                    backend.base
+                ))
                 .json(&json!({"message": "hi", "timezone": "UTC"}))
                 .send()
                 .await;

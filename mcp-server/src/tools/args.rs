@@ -79,7 +79,7 @@ pub fn local_due(field: &str, raw: &str, tz: Tz, now: DateTime<Utc>) -> Result<S
     let today = now.with_timezone(&tz);
     let tomorrow = today.date_naive() + chrono::Duration::days(1);
     Err(format!(
-        "`{field}` must be a date such as {tomorrow} or a local date-time such as {tomorrow}T17:00 \
+        "`{field}` must be an ISO 8601 date such as {tomorrow} or a local date-time such as {tomorrow}T17:00 \
          (the person's time zone {tz} is applied), not {raw:?}. Today is {} ({}), so \"tomorrow at 5pm\" \
          is {tomorrow}T17:00. Call again with that form.",
         today.format("%Y-%m-%d"),
