@@ -192,6 +192,18 @@ fn text(t: impl Into<String>) -> Answer {
     }
 }
 
+/// The person's words of a user message: the backend puts a `<context>…</context>` data block
+/// (moment, zone, open tasks) before them, which the mock's grammar does not read.
+fn persons_words(text: &str) -> &str {
+    match text
+        .strip_prefix("<context>")
+        .and_then(|t| t.split_once("</context>"))
+    {
+        Some((_, words)) => words.trim_start(),
+        None => text,
+    }
+}
+
 fn answer(req: &ChatRequest) -> Answer {
     let Some(last) = req.messages.last() else {
         return text("");
@@ -211,7 +223,7 @@ fn answer(req: &ChatRequest) -> Answer {
                 .collect();
             text(format!("Done. {}", results.join("; ")))
         }
-        Role::User => match grammar::plan(&last.text()) {
+        Role::User => match grammar::plan(persons_words(&last.text())) {
             Plan::Text(t) => text(t),
             Plan::Calls(calls) => {
                 let offered: Vec<&str> = req

@@ -44,6 +44,18 @@ fn parsed<T: FromStr>(name: &str, default: T) -> anyhow::Result<T> {
     }
 }
 
+/// An optional setting: unset gives `default`, "none" gives no value.
+fn optional<T: FromStr>(name: &str, default: Option<T>) -> anyhow::Result<Option<T>> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) if v.eq_ignore_ascii_case("none") => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{name} has an invalid value {v:?}")),
+    }
+}
+
 impl Settings {
     pub fn from_env() -> anyhow::Result<Settings> {
         let llm = match (
@@ -61,6 +73,12 @@ impl Settings {
                 request_timeout: Duration::from_secs(parsed("LLM_REQUEST_TIMEOUT_SECS", 30)?),
                 max_retries: parsed("LLM_MAX_RETRIES", 2)?,
                 max_retry_wait: Duration::from_secs(parsed("LLM_MAX_RETRY_WAIT_SECS", 8)?),
+                sampling: crate::agent::llm::Sampling {
+                    // Chosen by the eval (docs/EVALS.md); "none" leaves it to the server.
+                    temperature: optional("LLM_TEMPERATURE", Some(0.0))?,
+                    top_p: optional("LLM_TOP_P", None)?,
+                    seed: optional("LLM_SEED", None)?,
+                },
             }),
         };
         let prompt = match var("AGENT_PROMPT_PATH") {
@@ -93,6 +111,7 @@ impl Settings {
             max_tool_calls_per_turn: parsed("MAX_TOOL_CALLS_PER_TURN", d.max_tool_calls_per_turn)?,
             max_tool_result_chars: parsed("MAX_TOOL_RESULT_CHARS", d.max_tool_result_chars)?,
             max_prompt_tokens: parsed("MAX_PROMPT_TOKENS", d.max_prompt_tokens)?,
+            compose_confirmations: parsed("AGENT_COMPOSE_CONFIRMATIONS", d.compose_confirmations)?,
         };
         let settings = Settings {
             database_url: var("DATABASE_URL"),

@@ -273,7 +273,7 @@ mod tests {
         let m = Metrics::new();
         m.observe_http("/api/{user_id}/chat", "POST", 200, Duration::from_millis(3));
         m.observe_llm("gpt", "ok", Duration::from_millis(50), 120, 7);
-        m.observe_cached_prompt_tokens("gpt", 64);
+        m.observe_cached_prompt_tokens("gpt", 96);
         m.observe_tool("add_task", false, Duration::from_millis(1));
         m.observe_turn("ok");
         m.reject("rate_limited");
@@ -281,7 +281,7 @@ mod tests {
         for needle in [
             r#"http_requests_total{route="/api/{user_id}/chat",method="POST",status="200"} 1"#,
             r#"llm_tokens_total{model="gpt",kind="prompt"} 120"#,
-            r#"llm_tokens_total{model="gpt",kind="cached_prompt"} 64"#,
+            r#"llm_tokens_total{model="gpt",kind="cached_prompt"} 96"#,
             r#"tool_calls_total{tool="add_task",outcome="ok"} 1"#,
             r#"chat_turns_total{outcome="ok"} 1"#,
             r#"db_pool_connections{state="idle"} 4"#,

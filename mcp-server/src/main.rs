@@ -67,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Stdio => {
             let user = user_from_env()?;
+            todo_mcp::tools::args::configured_timezone().map_err(anyhow::Error::msg)?;
             let db = open_db().await?;
             tracing::info!(database = db.kind(), %user, "serving MCP over stdio");
             let tools = TaskTools::new(db.task_store(), Identity::Fixed(user));
@@ -82,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
         }
         Command::Http { bind } => {
+            todo_mcp::tools::args::configured_timezone().map_err(anyhow::Error::msg)?;
             let mut auth = AuthSettings::from_env()?;
             auth.service_secret = auth::secret_from_env("MCP_SERVICE_SECRET")?;
             auth.check_for_mcp()?;

@@ -428,8 +428,9 @@ async fn bad_calls_are_tool_errors_with_a_helpful_message_and_the_server_keeps_s
             ),
             (
                 "add_task",
-                json!({"title": "x", "due": "2026-11-23T17:00"}),
-                "no UTC offset",
+                // Without an offset a date-time is read in the caller's zone; this one is no time.
+                json!({"title": "x", "due": "2026-11-23T25:00"}),
+                "`due` must be an ISO 8601",
             ),
             (
                 "update_task",

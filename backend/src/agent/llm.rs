@@ -25,6 +25,19 @@ pub struct LlmConfig {
     pub max_retries: usize,
     /// Longest single wait between attempts; a longer `Retry-After` ends the retries.
     pub max_retry_wait: Duration,
+    /// Temperature, top_p and seed sent with every request (unset: the server's default).
+    pub sampling: Sampling,
+}
+
+/// Sampling settings (`LLM_TEMPERATURE`, `LLM_TOP_P`, `LLM_SEED`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Sampling {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<i64>,
 }
 
 impl std::fmt::Debug for LlmConfig {
@@ -82,6 +95,8 @@ struct ChatRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<&'static str>,
     max_tokens: u32,
+    #[serde(flatten)]
+    sampling: Sampling,
     stream: bool,
 }
 
@@ -159,8 +174,22 @@ pub struct Completion {
     pub finish_reason: Option<String>,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
-    /// Prompt tokens the provider served from its cache (0 when it does not say).
+    /// Prompt tokens the provider served from its prefix cache, where it says.
     pub cached_prompt_tokens: u32,
+}
+
+impl Completion {
+    /// A reply composed without a model call (see `confirm`).
+    pub fn composed(text: String) -> Completion {
+        Completion {
+            content: Some(text),
+            tool_calls: Vec::new(),
+            finish_reason: None,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            cached_prompt_tokens: 0,
+        }
+    }
 }
 
 /// Why a model call failed, after retries.
@@ -231,6 +260,7 @@ impl Llm {
             tools,
             tool_choice: (!tools.is_empty()).then_some("auto"),
             max_tokens: self.config.max_tokens,
+            sampling: self.config.sampling,
             stream: false,
         };
         let resp: ChatResponse = self
@@ -246,7 +276,7 @@ impl Llm {
             .next()
             .ok_or_else(|| LlmError::BadReply("no choices".into()))?;
         let msg = choice.message.unwrap_or_default();
-        let tool_calls = msg
+        let mut tool_calls: Vec<RequestedCall> = msg
             .tool_calls
             .unwrap_or_default()
             .into_iter()
@@ -265,8 +295,18 @@ impl Llm {
                 },
             })
             .collect();
+        let mut content = msg.content.filter(|c| !c.trim().is_empty());
+        // Small local models often write the call as JSON text instead.
+        if tool_calls.is_empty()
+            && let Some(text) = &content
+        {
+            tool_calls = super::textcalls::from_content(text, tools);
+            if !tool_calls.is_empty() {
+                content = None;
+            }
+        }
         Ok(Completion {
-            content: msg.content.filter(|c| !c.trim().is_empty()),
+            content,
             tool_calls,
             finish_reason: choice.finish_reason,
             prompt_tokens: usage.prompt_tokens,

@@ -2,11 +2,13 @@
 //! Nothing survives in memory between turns; every turn rehydrates from the database.
 
 pub mod bounds;
+pub mod confirm;
 pub mod events;
 pub mod history;
 pub mod llm;
 pub mod prompt;
 pub mod stream;
+pub mod textcalls;
 pub mod toolbox;
 
 use std::sync::Arc;
@@ -52,6 +54,9 @@ pub struct TurnLimits {
     pub max_tool_result_chars: usize,
     /// Estimated prompt tokens of one model round, re-checked before every round.
     pub max_prompt_tokens: usize,
+    /// End a round whose calls all succeeded and all wrote with a composed confirmation
+    /// instead of a second model call (see `confirm`).
+    pub compose_confirmations: bool,
 }
 
 impl Default for TurnLimits {
@@ -68,6 +73,7 @@ impl Default for TurnLimits {
             max_tool_calls_per_turn: 16,
             max_tool_result_chars: 8_000,
             max_prompt_tokens: 32_000,
+            compose_confirmations: true,
         }
     }
 }
@@ -318,9 +324,12 @@ impl Agent {
             },
             async {
                 let limit = deadline.min(Instant::now() + self.limits.mcp_request_timeout);
-                tokio::time::timeout_at(limit.into(), self.toolbox.session(&req.user))
-                    .await
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the tool session timed out")))
+                tokio::time::timeout_at(
+                    limit.into(),
+                    self.toolbox.session_in_zone(&req.user, req.timezone),
+                )
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("opening the tool session timed out")))
             },
         );
         let stored = stored?;
@@ -343,19 +352,32 @@ impl Agent {
         };
         let more_open = open.len() > self.limits.open_tasks as usize;
         let open = &open[..open.len().min(self.limits.open_tasks as usize)];
+        // Instructions (then the tools) first and always the same bytes: a cacheable prefix.
+        // What changes every turn travels with the person's latest message.
         let mut messages = vec![WireMessage::System {
-            content: prompt::system_message(
-                &self.prompt,
-                Utc::now(),
-                req.timezone,
-                open,
-                more_open,
-            ),
+            content: prompt::system_message(&self.prompt),
         }];
         messages.extend(history::to_wire(&stored, self.limits.history_tokens));
+        let context = prompt::context_block(Utc::now(), req.timezone, open, more_open);
+        if let Some(WireMessage::User { content }) = messages
+            .iter_mut()
+            .rev()
+            .find(|m| matches!(m, WireMessage::User { .. }))
+        {
+            *content = prompt::with_context(&context, content);
+        }
 
         let result = self
-            .rounds(llm, id, lease, &req.user, &session, messages, deadline)
+            .rounds(
+                llm,
+                id,
+                lease,
+                &req.user,
+                &session,
+                messages,
+                deadline,
+                req.timezone,
+            )
             .await;
         if tokio::time::timeout(bounds::CLOSE_TIMEOUT, session.close())
             .await
@@ -376,6 +398,7 @@ impl Agent {
         session: &ToolSession,
         mut messages: Vec<WireMessage>,
         deadline: Instant,
+        tz: Tz,
     ) -> Result<TurnAnswer, TurnError> {
         let mut reports = Vec::new();
         let mut destructive = 0usize;
@@ -413,7 +436,9 @@ impl Agent {
                     completion_tokens: 0,
                     cached_prompt_tokens: 0,
                 };
-                return self.finish(llm, id, lease, stop, reports, usage).await;
+                return self
+                    .finish(llm, id, lease, stop, reports, usage, false)
+                    .await;
             }
             let started = Instant::now();
             let c = tokio::time::timeout_at(deadline.into(), llm.call(&messages, tools)).await;
@@ -436,8 +461,9 @@ impl Agent {
                 .observe_cached_prompt_tokens(llm.model(), c.cached_prompt_tokens);
             usage.add(&self.call_usage(llm, &c));
             if c.tool_calls.is_empty() || last_round {
-                return self.finish(llm, id, lease, c, reports, usage).await;
+                return self.finish(llm, id, lease, c, reports, usage, true).await;
             }
+            let round_start = reports.len();
             let assistant: Vec<ToolCallRecord> = c
                 .tool_calls
                 .iter()
@@ -582,6 +608,24 @@ impl Agent {
             if let Err(e) = self.conversations.record_tools(&audits).await {
                 tracing::error!(error = %e, calls = audits.len(), "recording tool executions failed");
             }
+            // Writes that all succeeded need no second model call to be confirmed.
+            if self.limits.compose_confirmations
+                && let Some(text) = confirm::compose(&reports[round_start..], tz, Utc::now())
+            {
+                // Shown like the model's text would have been.
+                events::emit(events::TurnEvent::Delta { text: text.clone() });
+                return self
+                    .finish(
+                        llm,
+                        id,
+                        lease,
+                        Completion::composed(text),
+                        reports,
+                        usage,
+                        false,
+                    )
+                    .await;
+            }
         }
         // Every round but the last returns or continues; the last always returns. Only a
         // limit of zero rounds (refused by the settings) ends here.
@@ -677,6 +721,7 @@ impl Agent {
         c: Completion,
         reports: Vec<ToolCallReport>,
         usage: TokenUsage,
+        called: bool,
     ) -> Result<TurnAnswer, TurnError> {
         let response = c.content.clone().unwrap_or_else(|| {
             if reports.is_empty() {
@@ -694,10 +739,11 @@ impl Agent {
                 &[NewMessage {
                     role: Some(Role::Assistant),
                     content: response.clone(),
-                    prompt_tokens: Some(i64::from(c.prompt_tokens)),
-                    completion_tokens: Some(i64::from(c.completion_tokens)),
-                    cached_prompt_tokens: Some(i64::from(c.cached_prompt_tokens)),
-                    model: Some(llm.model().to_string()),
+                    // Token counts mark a model call: a composed or refused answer has none.
+                    prompt_tokens: called.then(|| i64::from(c.prompt_tokens)),
+                    completion_tokens: called.then(|| i64::from(c.completion_tokens)),
+                    cached_prompt_tokens: called.then(|| i64::from(c.cached_prompt_tokens)),
+                    model: called.then(|| llm.model().to_string()),
                     ..NewMessage::default()
                 }],
                 true,

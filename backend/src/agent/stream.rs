@@ -25,6 +25,8 @@ struct StreamRequest<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     tool_choice: Option<&'static str>,
     max_tokens: u32,
+    #[serde(flatten)]
+    sampling: super::llm::Sampling,
     stream: bool,
     stream_options: StreamOptions,
 }
@@ -42,7 +44,17 @@ impl Llm {
         tools: &[Value],
     ) -> Result<Completion, LlmError> {
         if events::streaming() {
-            self.stream(messages, tools).await
+            let mut c = self.stream(messages, tools).await?;
+            // Small local models often write the call as JSON text instead (see `complete`).
+            if c.tool_calls.is_empty()
+                && let Some(text) = &c.content
+            {
+                c.tool_calls = super::textcalls::from_content(text, tools);
+                if !c.tool_calls.is_empty() {
+                    c.content = None;
+                }
+            }
+            Ok(c)
         } else {
             self.complete(messages, tools).await
         }
@@ -62,6 +74,7 @@ impl Llm {
             tools,
             tool_choice: (!tools.is_empty()).then_some("auto"),
             max_tokens: config.max_tokens,
+            sampling: config.sampling,
             stream: true,
             stream_options: StreamOptions {
                 include_usage: true,
@@ -499,7 +512,10 @@ mod tests {
         assert_eq!(b.push(&whole).unwrap(), Some("Hi".into()));
         let c = b.finish(true).unwrap();
         assert_eq!((c.content.as_deref(), c.prompt_tokens), (Some("Hi"), 3));
-        assert_eq!(c.cached_prompt_tokens, 2, "cached tokens are read from a stream's usage");
+        assert_eq!(
+            c.cached_prompt_tokens, 2,
+            "cached tokens are read from a stream's usage"
+        );
     }
 
     #[test]

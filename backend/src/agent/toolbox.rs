@@ -168,15 +168,28 @@ impl Toolbox {
         self.destructive.contains(name)
     }
 
-    /// Opens a session acting for `user`.
+    /// Opens a session acting for `user`; in-process tools read due date-times without an
+    /// offset in the machine's zone (`TODO_TIMEZONE`).
     pub async fn session(&self, user: &str) -> anyhow::Result<ToolSession> {
+        let tz = todo_mcp::tools::args::configured_timezone().unwrap_or(chrono_tz::Tz::UTC);
+        self.session_in_zone(user, tz).await
+    }
+
+    /// Opens a session acting for `user` whose in-process tools read due date-times without
+    /// an offset in `tz` (the chat request's zone). A remote server applies its own setting.
+    pub async fn session_in_zone(
+        &self,
+        user: &str,
+        tz: chrono_tz::Tz,
+    ) -> anyhow::Result<ToolSession> {
         let client =
             match &self.source {
                 Source::InProcess(store) => {
                     let (client_io, server_io) = tokio::io::duplex(256 * 1024);
                     // One session is one turn: its changes form one undo group.
                     let tools = TaskTools::new(store.clone(), Identity::Fixed(user.to_string()))
-                        .in_group(&uuid::Uuid::now_v7().to_string());
+                        .in_group(&uuid::Uuid::now_v7().to_string())
+                        .with_timezone(tz);
                     // The server task carries the turn's span, so its database work is logged
                     // under the request's id.
                     tokio::spawn(async move {

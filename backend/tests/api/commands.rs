@@ -153,7 +153,10 @@ on_both_stores!(
         assert_eq!(stored[2]["tool_call_id"], stored[1]["tool_calls"][0]["id"]);
         assert!(stored[2]["content"].as_str().unwrap().contains("Buy milk"));
         assert_eq!(stored[3]["content"], a["response"]);
-        assert!(stored[3]["prompt_tokens"].is_null(), "a command is no model call");
+        assert!(
+            stored[3]["prompt_tokens"].is_null(),
+            "a command is no model call"
+        );
         assert_eq!(
             stored.len(),
             4 * 15,

@@ -57,6 +57,9 @@ impl Default for Options {
             llm_configured: true,
             limits: TurnLimits {
                 turn_timeout: Duration::from_secs(10),
+                // Most tests script the model's words after tool results; the composed
+                // confirmation of write rounds is tested in providers.rs.
+                compose_confirmations: false,
                 ..TurnLimits::default()
             },
             max_retries: 2,
@@ -92,6 +95,7 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
             request_timeout: o.request_timeout,
             max_retries: o.max_retries,
             max_retry_wait: Duration::from_secs(2),
+            sampling: Default::default(),
         }),
         mcp_server_url: o.mcp_server_url,
         prompt: "You manage tasks.".into(),

@@ -152,11 +152,12 @@ on_both_stores!(
 fn compromised_model(req: &Request) -> ResponseTemplate {
     let body: Value = req.body_json().unwrap_or(Value::Null);
     let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    // The open-task view travels with the latest message, inside the prompt.
     let system = messages
-        .first()
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or("")
-        .to_string();
+        .iter()
+        .filter_map(|m| m["content"].as_str())
+        .collect::<Vec<_>>()
+        .join("\n");
     let last_role = messages
         .last()
         .and_then(|m| m["role"].as_str())
@@ -192,12 +193,7 @@ on_both_stores!(
         .await;
         // The injection reached the model (it sits in the open-task list of the prompt) ...
         let reqs = app.llm_requests().await;
-        assert!(
-            reqs[0]["messages"][0]["content"]
-                .as_str()
-                .unwrap()
-                .contains("SYSTEM OVERRIDE")
-        );
+        assert!(reqs[0]["messages"].to_string().contains("SYSTEM OVERRIDE"));
         assert_eq!(calls.len(), 5);
         // ... and every call naming bob failed, while calls without a user acted on alice's
         // own data only: her numbers 2 and 3 do not exist.

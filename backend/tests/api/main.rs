@@ -15,6 +15,7 @@ mod hostile;
 mod limits;
 mod observability;
 mod page;
+mod providers;
 mod remote_mcp;
 mod remote_reads;
 mod retention;

@@ -213,7 +213,13 @@ on_both_stores!(
         keys.sort();
         assert_eq!(
             keys,
-            ["conversation_id", "created_at", "response", "tool_calls", "usage"]
+            [
+                "conversation_id",
+                "created_at",
+                "response",
+                "tool_calls",
+                "usage"
+            ]
         );
 
         // The model was streamed and asked for usage; the usage of the last chunk was stored.
@@ -352,7 +358,10 @@ async fn requests_refused_before_the_turn_starts_are_plain_json_errors() {
     assert_eq!(names.last(), Some(&"done"), "{names:?}");
     let done = ev.last().unwrap().json();
     let text = done["response"].as_str().unwrap();
-    assert!(text.contains("OPENAI_API_KEY") && text.contains("/add"), "{text}");
+    assert!(
+        text.contains("OPENAI_API_KEY") && text.contains("/add"),
+        "{text}"
+    );
     app.cleanup().await;
 }
 

@@ -1,10 +1,135 @@
 //! Tool argument structs. Their doc comments become the JSON Schema descriptions a model
 //! reads, so they are written for the model.
 
+use std::sync::LazyLock;
+
+use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
+use chrono_tz::Tz;
 use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
+use serde_json::Value;
 
 use crate::tasks::{Priority, StatusFilter};
+
+/// The time zone in which date-times without a UTC offset are read when no caller names
+/// one: `TODO_TIMEZONE`, else the machine's zone (`TZ`, `/etc/timezone`, `/etc/localtime`),
+/// else UTC. An invalid `TODO_TIMEZONE` is an error the binaries report at start-up.
+pub fn configured_timezone() -> Result<Tz, String> {
+    static ZONE: LazyLock<Result<Tz, String>> = LazyLock::new(|| {
+        match std::env::var("TODO_TIMEZONE")
+            .ok()
+            .filter(|v| !v.trim().is_empty())
+        {
+            Some(v) => v.trim().parse::<Tz>().map_err(|_| {
+                format!("TODO_TIMEZONE {v:?} is not an IANA time zone such as Europe/Paris")
+            }),
+            None => Ok(machine_timezone().unwrap_or(Tz::UTC)),
+        }
+    });
+    ZONE.clone()
+}
+
+fn machine_timezone() -> Option<Tz> {
+    let from_tz = std::env::var("TZ")
+        .ok()
+        .and_then(|v| v.trim_start_matches(':').parse::<Tz>().ok());
+    let from_file = || {
+        std::fs::read_to_string("/etc/timezone")
+            .ok()
+            .and_then(|v| v.trim().parse::<Tz>().ok())
+    };
+    let from_link = || {
+        let target = std::fs::read_link("/etc/localtime").ok()?;
+        let s = target.to_string_lossy();
+        let (_, name) = s.split_once("zoneinfo/")?;
+        name.parse::<Tz>().ok()
+    };
+    from_tz.or_else(from_file).or_else(from_link)
+}
+
+/// Reads a due value as a model writes it, in the person's zone `tz`: a date or a date-time
+/// with an offset passes unchanged; a date-time without an offset (`2026-12-02T17:00`,
+/// also with a space or seconds) is that wall-clock time in `tz`. Anything else (words such
+/// as "tomorrow 5pm") gets a message naming the exact form to use, with today's date.
+pub fn local_due(field: &str, raw: &str, tz: Tz, now: DateTime<Utc>) -> Result<String, String> {
+    let s = raw.trim();
+    if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
+        || DateTime::parse_from_rfc3339(s).is_ok()
+    {
+        return Ok(s.to_string());
+    }
+    let naive = [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ]
+    .iter()
+    .find_map(|f| NaiveDateTime::parse_from_str(s, f).ok());
+    if let Some(n) = naive {
+        // In a daylight-saving gap the wall-clock time does not exist: an hour later does.
+        let local = tz.from_local_datetime(&n).earliest().or_else(|| {
+            tz.from_local_datetime(&(n + chrono::Duration::hours(1)))
+                .earliest()
+        });
+        if let Some(t) = local {
+            return Ok(t.to_rfc3339());
+        }
+    }
+    let today = now.with_timezone(&tz);
+    let tomorrow = today.date_naive() + chrono::Duration::days(1);
+    Err(format!(
+        "`{field}` must be an ISO 8601 date such as {tomorrow} or a local date-time such as {tomorrow}T17:00 \
+         (the person's time zone {tz} is applied), not {raw:?}. Today is {} ({}), so \"tomorrow at 5pm\" \
+         is {tomorrow}T17:00. Call again with that form.",
+        today.format("%Y-%m-%d"),
+        today.weekday(),
+    ))
+}
+
+/// Repairs what small models commonly send before the arguments are typed: `task_id` for
+/// `id`, a priority in capitals, one tag as a string, numbers and booleans as strings.
+/// Nothing here changes which task or user a call acts on.
+pub fn normalize(args: &mut serde_json::Map<String, Value>) {
+    if !args.contains_key("id")
+        && let Some(v) = args.remove("task_id")
+    {
+        args.insert("id".into(), v);
+    }
+    if let Some(Value::String(p)) = args.get_mut("priority") {
+        *p = p.trim().to_lowercase();
+    }
+    if let Some(Value::String(status)) = args.get_mut("status") {
+        *status = status.trim().to_lowercase();
+    }
+    if let Some(Value::String(t)) = args.get("tags") {
+        let tags: Vec<Value> = t
+            .split(',')
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| Value::String(t.to_string()))
+            .collect();
+        args.insert("tags".into(), Value::Array(tags));
+    }
+    for key in ["limit", "offset"] {
+        if let Some(Value::String(n)) = args.get(key)
+            && let Ok(n) = n.trim().parse::<u32>()
+        {
+            args.insert(key.into(), Value::from(n));
+        }
+    }
+    if let Some(Value::String(b)) = args.get("completed") {
+        match b.trim().to_lowercase().as_str() {
+            "true" => {
+                args.insert("completed".into(), Value::Bool(true));
+            }
+            "false" => {
+                args.insert("completed".into(), Value::Bool(false));
+            }
+            _ => {}
+        }
+    }
+}
 
 /// Accepts a task number as `3`, `"3"` or `"#3"`: models quote numbers often enough.
 fn task_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
@@ -44,7 +169,7 @@ pub struct AddTaskArgs {
     /// Optional details or notes.
     #[serde(default)]
     pub description: Option<String>,
-    /// When it is due: a date "2026-11-23" or a date-time with offset "2026-11-23T17:00:00+01:00".
+    /// When it is due: a date "2026-11-23", or a local date-time "2026-11-23T17:00".
     #[serde(default)]
     pub due: Option<String>,
     /// low, medium (default) or high.
@@ -103,7 +228,7 @@ pub struct UpdateTaskArgs {
     /// New description; null removes it.
     #[serde(default, deserialize_with = "explicit_null")]
     pub description: Option<Option<String>>,
-    /// New due date or date-time with offset; null removes it.
+    /// New due date or local date-time; null removes it.
     #[serde(default, deserialize_with = "explicit_null")]
     pub due: Option<Option<String>>,
     /// low, medium or high.
@@ -140,6 +265,85 @@ mod tests {
             serde_json::from_value(json!({"id": 1, "due": null, "title": "x"})).unwrap();
         assert_eq!(a.due, Some(None));
         assert_eq!(a.description, None);
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-12-01T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn date_times_without_an_offset_are_read_in_the_persons_zone() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        for raw in [
+            "2026-12-02T17:00",
+            "2026-12-02T17:00:00",
+            "2026-12-02 17:00",
+            "2026-12-02T17:00:00.000",
+        ] {
+            assert_eq!(
+                local_due("due", raw, ny, now()).unwrap(),
+                "2026-12-02T17:00:00-05:00",
+                "{raw}"
+            );
+        }
+        // Summer time in Paris: +02:00.
+        let paris: Tz = "Europe/Paris".parse().unwrap();
+        assert_eq!(
+            local_due("due", "2026-07-01T09:30", paris, now()).unwrap(),
+            "2026-07-01T09:30:00+02:00"
+        );
+        // 02:30 does not exist in Paris on 2026-03-29; an hour later does.
+        assert_eq!(
+            local_due("due", "2026-03-29T02:30", paris, now()).unwrap(),
+            "2026-03-29T03:30:00+02:00"
+        );
+        // Dates and offset date-times are not touched.
+        for raw in [
+            "2026-12-02",
+            "2026-12-02T17:00:00+01:00",
+            "2026-12-02T16:00:00Z",
+        ] {
+            assert_eq!(local_due("due", raw, ny, now()).unwrap(), raw);
+        }
+    }
+
+    #[test]
+    fn words_get_the_exact_form_to_use() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        for raw in ["tomorrow 5pm", "next friday", "2026-13-45", "5pm"] {
+            let e = local_due("due", raw, ny, now()).unwrap_err();
+            assert!(e.contains("2026-12-02T17:00"), "{e}");
+            assert!(e.contains("Today is 2026-12-01 (Tue)"), "{e}");
+            assert!(e.contains(raw), "{e}");
+        }
+    }
+
+    #[test]
+    fn common_slips_of_small_models_are_repaired_and_nothing_else() {
+        let mut a = json!({"task_id": "4", "priority": "High", "tags": "work, home",
+                           "limit": "5", "completed": "false", "status": "Pending"})
+        .as_object()
+        .cloned()
+        .unwrap();
+        normalize(&mut a);
+        assert_eq!(
+            Value::Object(a.clone()),
+            json!({"id": "4", "priority": "high", "tags": ["work", "home"], "limit": 5,
+                   "completed": false, "status": "pending"})
+        );
+        let u: UpdateTaskArgs =
+            serde_json::from_value(json!({"id": a["id"], "completed": a["completed"]})).unwrap();
+        assert_eq!((u.id, u.completed), (4, Some(false)));
+        // Both names given: left alone, so the unknown field is refused, not guessed.
+        let mut both = json!({"id": 1, "task_id": 2}).as_object().cloned().unwrap();
+        normalize(&mut both);
+        assert!(serde_json::from_value::<TaskIdArgs>(Value::Object(both)).is_err());
+        // Unparseable numbers stay strings and fail typing.
+        let mut bad = json!({"limit": "many"}).as_object().cloned().unwrap();
+        normalize(&mut bad);
+        assert!(serde_json::from_value::<ListTasksArgs>(Value::Object(bad)).is_err());
     }
 
     #[test]

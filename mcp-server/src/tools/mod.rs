@@ -88,6 +88,8 @@ fn store_failure(id: i64) -> impl FnOnce(StoreError) -> ToolFailure {
 pub struct TaskTools {
     store: Arc<dyn TaskStore>,
     identity: Identity,
+    /// Where a due date-time written without a UTC offset is read.
+    timezone: chrono_tz::Tz,
     tool_router: ToolRouter<Self>,
 }
 
@@ -125,6 +127,7 @@ fn parse_args<T: DeserializeOwned>(
                 .into(),
         ));
     }
+    args::normalize(&mut args);
     // The path names the field at fault, so the model knows what to fix.
     serde_path_to_error::deserialize(serde_json::Value::Object(args)).map_err(|e| {
         let at = e.path().to_string();
@@ -136,14 +139,21 @@ fn parse_args<T: DeserializeOwned>(
     })
 }
 
+/// A due value read in the caller's zone when it has no offset (see [`args::local_due`]).
+fn parse_due(field: &str, raw: &str, tz: chrono_tz::Tz) -> Result<Due, InvalidInput> {
+    let normalized = args::local_due(field, raw, tz, chrono::Utc::now()).map_err(InvalidInput)?;
+    Due::parse(field, &normalized)
+}
+
 /// A due-window bound; a bare date stands for the start of that day (UTC).
 fn parse_window_bound(
     field: &str,
     raw: Option<&str>,
+    tz: chrono_tz::Tz,
 ) -> Result<Option<chrono::DateTime<chrono::Utc>>, InvalidInput> {
     raw.map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| Due::parse(field, s).map(|d| d.at))
+        .map(|s| parse_due(field, s, tz).map(|d| d.at))
         .transpose()
 }
 
@@ -154,8 +164,15 @@ impl TaskTools {
         TaskTools {
             store,
             identity,
+            timezone: args::configured_timezone().unwrap_or(chrono_tz::Tz::UTC),
             tool_router: Self::tool_router(),
         }
+    }
+
+    /// Reads due date-times without an offset in `tz` (the person's zone, for the chat).
+    pub fn with_timezone(mut self, tz: chrono_tz::Tz) -> Self {
+        self.timezone = tz;
+        self
     }
 
     fn caller(&self, ctx: &RequestContext<RoleServer>) -> Result<String, McpError> {
@@ -321,7 +338,11 @@ impl TaskTools {
                 .map(validate_description)
                 .transpose()?
                 .flatten(),
-            due: a.due.as_deref().map(|d| Due::parse("due", d)).transpose()?,
+            due: a
+                .due
+                .as_deref()
+                .map(|d| parse_due("due", d, self.timezone))
+                .transpose()?,
             priority: a.priority.unwrap_or_default(),
             tags: validate_tags(a.tags.as_deref().unwrap_or(&[]))?,
         };
@@ -332,8 +353,8 @@ impl TaskTools {
     async fn list(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
         let a: ListTasksArgs = parse_args("list_tasks", raw, user)?;
         let (limit, offset) = validate_page(a.limit, a.offset)?;
-        let due_before = parse_window_bound("due_before", a.due_before.as_deref())?;
-        let due_after = parse_window_bound("due_after", a.due_after.as_deref())?;
+        let due_before = parse_window_bound("due_before", a.due_before.as_deref(), self.timezone)?;
+        let due_after = parse_window_bound("due_after", a.due_after.as_deref(), self.timezone)?;
         if let (Some(b), Some(f)) = (due_before, due_after)
             && f >= b
         {
@@ -422,7 +443,7 @@ impl TaskTools {
                 None => None,
                 Some(None) => Some(None),
                 Some(Some(d)) if d.trim().is_empty() => Some(None),
-                Some(Some(d)) => Some(Some(Due::parse("due", &d)?)),
+                Some(Some(d)) => Some(Some(parse_due("due", &d, self.timezone)?)),
             },
             priority: a.priority,
             tags: a.tags.as_deref().map(validate_tags).transpose()?,

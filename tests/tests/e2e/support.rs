@@ -119,7 +119,10 @@ impl Stack {
             spec = spec
                 .env("OPENAI_BASE_URL", mock.url("/v1"))
                 .env("OPENAI_API_KEY", "test")
-                .env("LLM_MODEL", "mock");
+                .env("LLM_MODEL", "mock")
+                // These tests script the model's words after tool results; the composed
+                // confirmation of write rounds has its own tests (backend/tests/api/providers.rs).
+                .env("AGENT_COMPOSE_CONFIRMATIONS", "false");
         }
         for (k, v) in settings {
             spec = spec.env(*k, *v);
