@@ -206,7 +206,7 @@ pub fn document() -> Value {
     let date = json!({ "type": "string", "format": "date" });
     let usage = json!({
         "operationId": "getUsage", "security": security,
-        "summary": "The person's model tokens and their cost (with LLM_PRICES) over a range of UTC days (at most 366)",
+        "summary": "The person's model tokens and their cost (with LLM_PRICES) over a range of UTC days (a range ending before it starts is empty)",
         "parameters": [
             user_param(),
             query_param("from", "First UTC day (default: 29 days before `to`)", date.clone()),

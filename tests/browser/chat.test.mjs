@@ -59,7 +59,10 @@ function startProcess(name, bin, args, extraEnv) {
 
 function backendEnv(llmUrl, extra) {
   const e = { DATABASE_URL, ...extra };
-  if (llmUrl) Object.assign(e, { OPENAI_BASE_URL: llmUrl + "/v1", OPENAI_API_KEY: "sk-browser-test", LLM_MODEL: "mock" });
+  // The model writes every reply here (no composed confirmations), so the page shows the
+  // model's text streaming in; composed confirmations are covered by the API tests.
+  if (llmUrl) Object.assign(e, { OPENAI_BASE_URL: llmUrl + "/v1", OPENAI_API_KEY: "sk-browser-test", LLM_MODEL: "mock",
+    AGENT_COMPOSE_CONFIRMATIONS: "false" });
   return e;
 }
 

@@ -456,7 +456,7 @@ async fn tool_definitions_stay_within_their_token_budget() {
     chat_ok(&app, "alice", json!({"message": "hi"})).await;
     let reqs = app.llm_requests().await;
     let tools = reqs[0]["tools"].as_array().unwrap();
-    assert_eq!(tools.len(), 6);
+    assert_eq!(tools.len(), 7);
     // As chat templates render them: one JSON object a line.
     let text: Vec<String> = tools
         .iter()
