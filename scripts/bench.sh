@@ -177,8 +177,11 @@ MOCK_PID="$SVC_PID"
 DB_ENV=(DATABASE_URL="$DATABASE_URL")
 [ -n "${BENCH_DB_MAX_CONNECTIONS:-}" ] && DB_ENV+=(DATABASE_MAX_CONNECTIONS="$BENCH_DB_MAX_CONNECTIONS")
 
+# The measured turn is the two-call turn (tool call, then the model's words), comparable
+# across runs: composed confirmations, which save the second call of a write turn, are off
+# here and compared as the variant `composed` (BENCH_VARIANTS="composed:AGENT_COMPOSE_CONFIRMATIONS=true").
 SVC_ENV=("${DB_ENV[@]}" OPENAI_BASE_URL="http://$MOCK_ADDR/v1" OPENAI_API_KEY=x LLM_MODEL=mock
-    RATE_LIMIT_PER_MINUTE=1000000 MAX_CONCURRENT_TURNS=256)
+    RATE_LIMIT_PER_MINUTE=1000000 MAX_CONCURRENT_TURNS=256 AGENT_COMPOSE_CONFIRMATIONS=false)
 start todo-backend "$OUT/todo-backend.log" "$BIN/todo-backend" serve --bind 127.0.0.1:0
 BACKEND_ADDR="$SVC_ADDR"
 BACKEND_PID="$SVC_PID"
@@ -195,7 +198,7 @@ for spec in ${BENCH_VARIANTS-pool64:DATABASE_MAX_CONNECTIONS=64 arena2:MALLOC_AR
     vname="${spec%%:*}"
     IFS=',' read -r -a vvars <<<"${spec#*:}"
     SVC_ENV=("${DB_ENV[@]}" OPENAI_BASE_URL="http://$MOCK_ADDR/v1" OPENAI_API_KEY=x LLM_MODEL=mock
-        RATE_LIMIT_PER_MINUTE=1000000 MAX_CONCURRENT_TURNS=256 "${vvars[@]}")
+        RATE_LIMIT_PER_MINUTE=1000000 MAX_CONCURRENT_TURNS=256 AGENT_COMPOSE_CONFIRMATIONS=false "${vvars[@]}")
     start "todo-backend ($vname)" "$OUT/todo-backend-$vname.log" "$BIN/todo-backend" serve --bind 127.0.0.1:0
     VARIANT_ARGS+=(--variant "$vname@http://$SVC_ADDR@$SVC_PID")
 done
