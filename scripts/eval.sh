@@ -60,4 +60,4 @@ log "model endpoint $EVAL_BASE_URL; results in $OUT"
     --backend-bin "${EVAL_BACKEND_BIN:-$ROOT/target/debug/todo-backend}" \
     --mcp-bin "$ROOT/target/debug/todo-mcp" \
     --cases "$ROOT/bench/evals/cases.json" \
-    --report "$OUT/report.md" --json "$OUT/turns.jsonl" "$@"
+    --report "$OUT/report.md" --json "$OUT/turns.jsonl" --exchanges "$OUT/exchanges.jsonl" "$@"

@@ -7,6 +7,7 @@ pub mod events;
 pub mod history;
 pub mod llm;
 pub mod prompt;
+pub mod reread;
 pub mod stream;
 pub mod textcalls;
 pub mod toolbox;
@@ -410,6 +411,7 @@ impl Agent {
             .map(|f| f.to_string().len())
             .sum();
         let mut usage = TokenUsage::default();
+        let mut reads = reread::Reads::default();
         for round in 0..self.limits.max_rounds {
             // The last round offers no tools, so the model has to answer in words; so does
             // a turn that has used up its tool calls.
@@ -462,6 +464,25 @@ impl Agent {
             usage.add(&self.call_usage(llm, &c));
             if c.tool_calls.is_empty() || last_round {
                 return self.finish(llm, id, lease, c, reports, usage, true).await;
+            }
+            // Asking again for what this turn already read: answer with it (reread.rs).
+            if let Some(text) = reads
+                .repeated(&c.tool_calls)
+                .and_then(|r| reread::answer(&r, tz, Utc::now()))
+            {
+                tracing::info!(
+                    round,
+                    "the model repeated a read; answering with its result"
+                );
+                events::emit(events::TurnEvent::Delta { text: text.clone() });
+                let answer = Completion {
+                    content: Some(text),
+                    tool_calls: vec![],
+                    ..c
+                };
+                return self
+                    .finish(llm, id, lease, answer, reports, usage, true)
+                    .await;
             }
             let round_start = reports.len();
             let assistant: Vec<ToolCallRecord> = c
@@ -594,6 +615,9 @@ impl Agent {
                     result: outcome.result.clone(),
                     is_error: outcome.is_error,
                 });
+                if !outcome.is_error && self.toolbox.is_read_only(&call.name) {
+                    reads.record(&call.name, &call.arguments, &outcome.result);
+                }
                 reports.push(ToolCallReport {
                     name: call.name.clone(),
                     arguments,

@@ -33,6 +33,7 @@ pub struct Toolbox {
     functions: Arc<Vec<Value>>,
     names: Arc<HashSet<String>>,
     destructive: Arc<HashSet<String>>,
+    read_only: Arc<HashSet<String>>,
 }
 
 /// The outcome of one tool call, as the model and the API see it.
@@ -116,6 +117,7 @@ impl Toolbox {
             functions: Arc::default(),
             names: Arc::default(),
             destructive: Arc::default(),
+            read_only: Arc::default(),
         };
         // The catalogue is the same for every user; list it once through a real session.
         let session = tb.session("catalogue").await?;
@@ -134,6 +136,17 @@ impl Toolbox {
                     t.annotations.as_ref().is_some_and(|a| {
                         a.destructive_hint == Some(true) && a.read_only_hint != Some(true)
                     })
+                })
+                .map(|t| t.name.to_string())
+                .collect(),
+        );
+        tb.read_only = Arc::new(
+            tools
+                .iter()
+                .filter(|t| {
+                    t.annotations
+                        .as_ref()
+                        .is_some_and(|a| a.read_only_hint == Some(true))
                 })
                 .map(|t| t.name.to_string())
                 .collect(),
@@ -161,6 +174,11 @@ impl Toolbox {
     /// then every task read goes through MCP too.
     pub fn is_remote(&self) -> bool {
         matches!(self.source, Source::Remote(..))
+    }
+
+    /// Whether the tool is annotated read-only (it changes nothing).
+    pub fn is_read_only(&self, name: &str) -> bool {
+        self.read_only.contains(name)
     }
 
     /// Whether the tool is annotated destructive.

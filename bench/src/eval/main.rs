@@ -75,6 +75,9 @@ struct Cli {
     /// Send one uncounted turn before the cases of each run (fills the server's prefix cache).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     warm_up: bool,
+    /// Every model request and answer, one JSON line each, appended to (for reading failures).
+    #[arg(long)]
+    exchanges: Option<PathBuf>,
     /// Seconds one chat turn may take before it counts as failed.
     #[arg(long, default_value_t = 1200)]
     turn_timeout_secs: u64,
@@ -222,7 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.runs,
         cli.base_url
     );
-    let rec = proxy::Recorder::new(&cli.base_url)?;
+    let rec = proxy::Recorder::new(&cli.base_url, cli.exchanges.as_deref())?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let proxy_url = format!("http://{}/v1", listener.local_addr()?);
     tokio::spawn(proxy::serve(listener, rec.clone()));

@@ -69,15 +69,42 @@ pub struct Recorder {
     upstream: String,
     http: reqwest::Client,
     calls: Mutex<Vec<Call>>,
+    /// Every request and answer, one JSON line each, when asked for (reading failures).
+    exchanges: Option<Mutex<std::fs::File>>,
 }
 
 impl Recorder {
-    pub fn new(upstream: &str) -> anyhow::Result<Arc<Recorder>> {
+    pub fn new(
+        upstream: &str,
+        exchanges: Option<&std::path::Path>,
+    ) -> anyhow::Result<Arc<Recorder>> {
+        let exchanges = match exchanges {
+            Some(p) => Some(Mutex::new(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)?,
+            )),
+            None => None,
+        };
         Ok(Arc::new(Recorder {
             upstream: upstream.trim_end_matches('/').to_string(),
             http: reqwest::Client::builder().no_proxy().build()?,
             calls: Mutex::new(Vec::new()),
+            exchanges,
         }))
+    }
+
+    fn log_exchange(&self, request: &[u8], answer: &[u8]) {
+        use std::io::Write;
+        let Some(file) = &self.exchanges else { return };
+        let as_json = |b: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(b)
+                .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(b).into()))
+        };
+        let line = serde_json::json!({"request": as_json(request), "answer": as_json(answer)});
+        let mut f = file.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = writeln!(f, "{line}");
     }
 
     /// The calls recorded since the last `take`.
@@ -107,7 +134,10 @@ async fn forward(State(rec): State<Arc<Recorder>>, req: Request) -> Response {
         Err(_) => return (StatusCode::BAD_REQUEST, "body too large").into_response(),
     };
     let started = Instant::now();
-    let mut out = rec.http.post(format!("{}{path}", rec.upstream)).body(body);
+    let mut out = rec
+        .http
+        .post(format!("{}{path}", rec.upstream))
+        .body(body.clone());
     for h in [header::CONTENT_TYPE, header::AUTHORIZATION, header::ACCEPT] {
         if let Some(v) = headers.get(&h) {
             out = out.header(h, v);
@@ -131,6 +161,7 @@ async fn forward(State(rec): State<Arc<Recorder>>, req: Request) -> Response {
         Ok(b) => b,
         Err(_) => return (StatusCode::BAD_GATEWAY, "upstream body failed").into_response(),
     };
+    rec.log_exchange(&body, &bytes);
     let (prompt, cached, processed, completion) = account(&bytes, &ctype);
     rec.push(Call {
         prompt_tokens: prompt,
@@ -210,7 +241,7 @@ data: [DONE]\n\n";
             }),
         );
         tokio::spawn(async move { axum::serve(upstream, app).await.ok() });
-        let rec = Recorder::new(&format!("http://{up_addr}/v1")).unwrap();
+        let rec = Recorder::new(&format!("http://{up_addr}/v1"), None).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(serve(listener, rec.clone()));
