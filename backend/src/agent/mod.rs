@@ -465,14 +465,15 @@ impl Agent {
             if c.tool_calls.is_empty() || last_round {
                 return self.finish(llm, id, lease, c, reports, usage, true).await;
             }
-            // Asking again for what this turn already read: answer with it (reread.rs).
+            // Asking again for what this turn already read, or for a call that failed the
+            // same way: answer with that (reread.rs).
             if let Some(text) = reads
                 .repeated(&c.tool_calls)
                 .and_then(|r| reread::answer(&r, tz, Utc::now()))
             {
                 tracing::info!(
                     round,
-                    "the model repeated a read; answering with its result"
+                    "the model repeated a call; answering with its outcome"
                 );
                 events::emit(events::TurnEvent::Delta { text: text.clone() });
                 let answer = Completion {
@@ -615,7 +616,9 @@ impl Agent {
                     result: outcome.result.clone(),
                     is_error: outcome.is_error,
                 });
-                if !outcome.is_error && self.toolbox.is_read_only(&call.name) {
+                if outcome.is_error {
+                    reads.record_failure(&call.name, &call.arguments, &outcome.text);
+                } else if self.toolbox.is_read_only(&call.name) {
                     reads.record(&call.name, &call.arguments, &outcome.result);
                 }
                 reports.push(ToolCallReport {

@@ -135,3 +135,32 @@ on_both_stores!(
         assert!(body["tool_calls"].as_array().unwrap().len() > 1, "{body}");
     }
 );
+
+on_both_stores!(
+    a_failed_call_asked_for_again_unchanged_ends_the_turn_with_its_error,
+    |app: TestApp| async move {
+        // The eval saw "hi" answered with `undo` five times over, nothing to undo each time.
+        struct AlwaysUndo;
+        impl Respond for AlwaysUndo {
+            fn respond(&self, _req: &Request) -> ResponseTemplate {
+                ResponseTemplate::new(200).set_body_json(tool_reply(&[("call_u", "undo", "{}")]))
+            }
+        }
+        app.llm_responds(AlwaysUndo).await;
+        let r = app
+            .chat("alice", json!({"message": "hi", "timezone": "UTC"}))
+            .await;
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(app.llm_requests().await.len(), 2);
+        let calls = body["tool_calls"].as_array().unwrap();
+        assert_eq!(calls.len(), 1, "{body}");
+        assert_eq!(calls[0]["is_error"], true);
+        let answer = body["response"].as_str().unwrap();
+        assert!(answer.contains("nothing to undo"), "{answer}");
+        assert_eq!(
+            app.get_json("/api/alice/tasks?status=all").await["tasks"],
+            json!([])
+        );
+    }
+);
