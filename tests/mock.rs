@@ -193,11 +193,14 @@ fn text(t: impl Into<String>) -> Answer {
 }
 
 /// The person's words of a user message: the backend puts a `<context>…</context>` data block
-/// (moment, zone, open tasks) after them, which the mock's grammar does not read.
+/// (moment, zone, open tasks) before them, which the mock's grammar does not read.
 fn persons_words(text: &str) -> &str {
-    match text.rsplit_once("\n\n<context>") {
-        Some((words, _)) if text.ends_with("</context>") => words,
-        _ => text,
+    match text
+        .strip_prefix("<context>")
+        .and_then(|t| t.split_once("</context>"))
+    {
+        Some((_, words)) => words.trim_start(),
+        None => text,
     }
 }
 

@@ -137,8 +137,8 @@ async fn client_errors_from_the_llm_are_not_retried_and_keep_the_message() {
             .collect();
         assert_eq!(contents.len(), 2, "{contents:?}");
         assert_eq!(contents[0], "remember this");
-        // The latest message carries the turn's context block after the person's words.
-        assert!(contents[1].starts_with("again\n"), "{contents:?}");
+        // The latest message carries the turn's context block before the person's words.
+        assert!(contents[1].ends_with("\nagain"), "{contents:?}");
         app.cleanup().await;
     }
 }

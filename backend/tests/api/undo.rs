@@ -23,9 +23,9 @@ impl Respond for ByMessage {
         if last["role"] == "tool" {
             return ResponseTemplate::new(200).set_body_json(text_reply("Done."));
         }
-        // The latest message carries the person's words, then the app's <context> block.
+        // The latest message carries the app's <context> block first; the person's words follow.
         let said = last["content"].as_str().unwrap_or("");
-        let said = said.split("\n\n<context>").next().unwrap_or(said);
+        let said = said.rsplit("</context>\n").next().unwrap_or(said);
         match self.0.iter().find(|(m, _)| *m == said) {
             Some((_, calls)) => ResponseTemplate::new(200).set_body_json(tool_reply(calls)),
             None => ResponseTemplate::new(200).set_body_json(text_reply("Hm?")),
