@@ -61,12 +61,7 @@ pub fn to_wire(history: &[Message], max_tokens: usize) -> Vec<WireMessage> {
                     .collect();
                 let content = (!m.content.is_empty()).then(|| m.content.clone());
                 if calls.is_empty() {
-                    // A confirmation the app composed from tool results (no model wrote it)
-                    // is not shown back: the local model copied such sentences instead of
-                    // calling tools (docs/EVALS.md). The call and its result say the same.
-                    let composed =
-                        m.model.is_none() && matches!(block.last(), Some(WireMessage::Tool { .. }));
-                    if content.is_some() && !composed {
+                    if content.is_some() {
                         block.push(WireMessage::Assistant {
                             content,
                             tool_calls: vec![],
@@ -177,47 +172,6 @@ mod tests {
                 k += 1;
             }
         }
-    }
-
-    #[test]
-    fn composed_confirmations_are_not_shown_back_but_model_answers_are() {
-        let calling = |seq| Message {
-            tool_calls: vec![call(&format!("c{seq}"))],
-            model: Some("m".into()),
-            ..msg(seq, Role::Assistant, "")
-        };
-        let by_model = Message {
-            model: Some("m".into()),
-            ..msg(8, Role::Assistant, "You have one task.")
-        };
-        let h = vec![
-            msg(1, Role::User, "add milk"),
-            calling(2),
-            tool(3, "c2"),
-            // Composed by the app from the result: no model wrote it.
-            msg(4, Role::Assistant, "Added “Buy milk”."),
-            msg(5, Role::User, "what's left?"),
-            calling(6),
-            tool(7, "c6"),
-            by_model,
-            // An answer without tools (a greeting reply) stays, whoever wrote it.
-            msg(9, Role::User, "hi"),
-            msg(10, Role::Assistant, "Hello!"),
-            msg(11, Role::User, "thanks"),
-        ];
-        let w = to_wire(&h, 10_000);
-        assert_valid(&w);
-        let texts: Vec<&str> = w
-            .iter()
-            .filter_map(|m| match m {
-                WireMessage::Assistant {
-                    content: Some(c), ..
-                } => Some(c.as_str()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(texts, ["You have one task.", "Hello!"]);
-        assert_eq!(w.len(), 10);
     }
 
     #[test]

@@ -282,7 +282,7 @@ async fn a_due_time_without_offset_is_read_in_the_persons_time_zone() {
     app.cleanup().await;
 }
 
-/// Writes the due in words first; after the tool's error, writes what the error says.
+/// Writes a due the tools cannot read first; after the tool's error, writes what it says.
 struct LearnsFromErrors;
 
 impl Respond for LearnsFromErrors {
@@ -302,7 +302,7 @@ impl Respond for LearnsFromErrors {
             let date = &error[at - 10..at];
             json!({"title": "Call mom", "due": format!("{date}T17:00")}).to_string()
         } else {
-            json!({"title": "Call mom", "due": "tomorrow 5pm"}).to_string()
+            json!({"title": "Call mom", "due": "tomorrow around five-ish"}).to_string()
         };
         ResponseTemplate::new(200).set_body_json(completion(
             json!({"role": "assistant", "content": null, "tool_calls": [{"id": format!("c{}", args.len()),
@@ -313,7 +313,43 @@ impl Respond for LearnsFromErrors {
 }
 
 #[tokio::test]
-async fn a_due_in_words_gets_an_error_naming_the_iso_form_and_the_retry_succeeds() {
+async fn due_words_as_the_person_said_them_are_read_in_their_zone() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else {
+        return;
+    };
+    app.llm_responds(Script::new(
+        &[(
+            "c1",
+            "add_task",
+            r#"{"title": "Call mom", "due": "tomorrow 5pm"}"#,
+        )],
+        "unused",
+    ))
+    .await;
+    let v = chat_ok(
+        &app,
+        "alice",
+        json!({"message": "remind me to call mom tomorrow at 5pm", "timezone": "Europe/Paris"}),
+    )
+    .await;
+    assert_eq!(v["tool_calls"][0]["is_error"], false, "{v}");
+    let tomorrow_5pm = (chrono::Utc::now()
+        .with_timezone(&chrono_tz::Europe::Paris)
+        .date_naive()
+        + chrono::Duration::days(1))
+    .and_hms_opt(17, 0, 0)
+    .unwrap()
+    .and_local_timezone(chrono_tz::Europe::Paris)
+    .unwrap()
+    .with_timezone(&chrono::Utc)
+    .format("%Y-%m-%dT%H:%M:%SZ")
+    .to_string();
+    assert_eq!(tasks(&app, "alice").await[0]["due"], tomorrow_5pm);
+    app.cleanup().await;
+}
+
+#[tokio::test]
+async fn a_due_the_tools_cannot_read_gets_an_error_naming_the_iso_form_and_the_retry_succeeds() {
     let Some(app) = spawn_app(Kind::Sqlite).await else {
         return;
     };

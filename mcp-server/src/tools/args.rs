@@ -49,8 +49,11 @@ fn machine_timezone() -> Option<Tz> {
 
 /// Reads a due value as a model writes it, in the person's zone `tz`: a date or a date-time
 /// with an offset passes unchanged; a date-time without an offset (`2026-12-02T17:00`,
-/// also with a space or seconds) is that wall-clock time in `tz`. Anything else (words such
-/// as "tomorrow 5pm") gets a message naming the exact form to use, with today's date.
+/// also with a space or seconds) is that wall-clock time in `tz`. Due words as a person
+/// types them ("friday", "tomorrow 5pm", "in 3 days": `tasks::when`) are read in `tz` too: the
+/// eval saw the local model turn "Friday" into Saturday's date when it did the arithmetic
+/// itself, and copying the person's words is what small models do reliably. Anything else
+/// gets a message naming the exact form to use, with today's date.
 pub fn local_due(field: &str, raw: &str, tz: Tz, now: DateTime<Utc>) -> Result<String, String> {
     let s = raw.trim();
     if chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").is_ok()
@@ -75,6 +78,9 @@ pub fn local_due(field: &str, raw: &str, tz: Tz, now: DateTime<Utc>) -> Result<S
         if let Some(t) = local {
             return Ok(t.to_rfc3339());
         }
+    }
+    if let Ok(when) = crate::tasks::when::parse(s, now, tz) {
+        return Ok(when.to_due());
     }
     let today = now.with_timezone(&tz);
     let tomorrow = today.date_naive() + chrono::Duration::days(1);
@@ -169,7 +175,7 @@ pub struct AddTaskArgs {
     /// Optional details or notes.
     #[serde(default)]
     pub description: Option<String>,
-    /// When it is due: a date "2026-11-23", or a local date-time "2026-11-23T17:00".
+    /// When: words ("friday", "tomorrow 17:00"), a date "2026-11-23" or a local date-time "2026-11-23T17:00".
     #[serde(default)]
     pub due: Option<String>,
     /// low, medium (default) or high.
@@ -228,7 +234,7 @@ pub struct UpdateTaskArgs {
     /// New description; null removes it.
     #[serde(default, deserialize_with = "explicit_null")]
     pub description: Option<Option<String>>,
-    /// New due date or local date-time; null removes it.
+    /// New due (words, date or local date-time); null removes it.
     #[serde(default, deserialize_with = "explicit_null")]
     pub due: Option<Option<String>>,
     /// low, medium or high.
@@ -310,9 +316,30 @@ mod tests {
     }
 
     #[test]
-    fn words_get_the_exact_form_to_use() {
+    fn due_words_are_read_in_the_persons_zone() {
+        // now() is Tue 2026-12-01 in New York.
         let ny: Tz = "America/New_York".parse().unwrap();
-        for raw in ["tomorrow 5pm", "next friday", "2026-13-45", "5pm"] {
+        for (raw, due) in [
+            ("friday", "2026-12-04"),
+            ("Friday", "2026-12-04"),
+            ("tomorrow", "2026-12-02"),
+            ("tomorrow 5pm", "2026-12-02T22:00:00Z"),
+            ("friday 14:30", "2026-12-04T19:30:00Z"),
+            ("in 3 days", "2026-12-04"),
+        ] {
+            assert_eq!(local_due("due", raw, ny, now()).unwrap(), due, "{raw}");
+        }
+    }
+
+    #[test]
+    fn what_is_neither_a_date_nor_due_words_gets_the_exact_form_to_use() {
+        let ny: Tz = "America/New_York".parse().unwrap();
+        for raw in [
+            "someday soon",
+            "2026-13-45",
+            "the 5th of never",
+            "friday-ish",
+        ] {
             let e = local_due("due", raw, ny, now()).unwrap_err();
             assert!(e.contains("2026-12-02T17:00"), "{e}");
             assert!(e.contains("Today is 2026-12-01 (Tue)"), "{e}");
