@@ -131,7 +131,7 @@ impl UserLimit {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use todo_mcp::testing::{Kind, TestDb};
+    use todo_test_support::{Kind, TestDb};
 
     use super::*;
 

@@ -4,15 +4,12 @@
 
 #![allow(clippy::unwrap_used)]
 
-#[path = "support/tokens.rs"]
-mod tokens;
-
 use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::json;
 use todo_mcp::auth::{AuthError, AuthSettings, ServiceCredential, VerifiedUser, Verifier};
-use tokens::*;
+use todo_test_support::tokens::*;
 
 fn secret(s: &str) -> Option<SecretString> {
     Some(SecretString::from(s))

@@ -17,8 +17,8 @@ use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use todo_mcp::tasks::{Task, TaskPage, TaskStore};
-use todo_mcp::testing::{Kind, TestDb};
 use todo_mcp::tools::{Identity, TaskTools};
+use todo_test_support::{Kind, TestDb};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -647,22 +647,12 @@ struct Proc {
 }
 
 fn command(db_url: &str) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = todo_test_support::process::command(BIN);
     c.env("DATABASE_URL", db_url)
         .env("RUST_LOG", "info")
         .env("TODO_USER_ID", "carol")
-        .env_remove("AUTH_JWT_SECRET")
-        .env_remove("AUTH_JWKS_URL")
-        .env_remove("AUTH_ISSUER")
-        .env_remove("AUTH_AUDIENCE")
-        .env_remove("MCP_SERVICE_SECRET")
-        .env_remove("ALLOWED_HOSTS")
-        .env_remove("ALLOWED_ORIGINS")
-        .env_remove("LOG_FORMAT")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     c
 }
 

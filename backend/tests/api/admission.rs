@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;

@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
 use todo_mcp::auth::AuthSettings;
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 use crate::tokens::*;
@@ -397,35 +397,4 @@ fn no_authorization_header_produces_a_server_error() {
         })
         .unwrap();
     rt.block_on(app.cleanup());
-}
-
-/// Authorization header values: raw bytes, bearer-shaped junk, and mutations of a valid token.
-fn authorization_values(valid: String) -> impl Strategy<Value = Vec<u8>> {
-    let segment = proptest::collection::vec(
-        prop_oneof![
-            proptest::char::range('a', 'z'),
-            proptest::char::range('A', 'Z'),
-            proptest::char::range('0', '9'),
-            Just('-'),
-            Just('_'),
-            Just('.'),
-        ],
-        0..200,
-    )
-    .prop_map(|c| c.into_iter().collect::<String>());
-    let v2 = valid.clone();
-    prop_oneof![
-        proptest::collection::vec(any::<u8>(), 0..300),
-        segment
-            .clone()
-            .prop_map(|s| format!("Bearer {s}").into_bytes()),
-        (segment.clone(), segment.clone(), segment)
-            .prop_map(|(a, b, c)| format!("Bearer {a}.{b}.{c}").into_bytes()),
-        (0..valid.len(), any::<u8>()).prop_map(move |(i, b)| {
-            let mut t = format!("Bearer {valid}").into_bytes();
-            t[i + "Bearer ".len()] = b;
-            t
-        }),
-        (0..v2.len()).prop_map(move |n| format!("Bearer {}", &v2[..n]).into_bytes()),
-    ]
 }

@@ -6,7 +6,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 use crate::on_both_stores;

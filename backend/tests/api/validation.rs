@@ -1,5 +1,5 @@
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 
@@ -127,7 +127,7 @@ async fn without_an_llm_the_service_still_serves_and_chat_names_the_settings() {
 
 #[tokio::test]
 async fn every_tag_filter_the_openapi_document_allows_is_answered_200() {
-    let Some(app) = spawn_app(todo_mcp::testing::Kind::Sqlite).await else {
+    let Some(app) = spawn_app(todo_test_support::Kind::Sqlite).await else {
         return;
     };
     // Found by schemathesis' positive-data check: `tag=` was schema-valid but answered 422.
