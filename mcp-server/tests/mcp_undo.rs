@@ -9,15 +9,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::{Value, json};
+use rmcp::ServiceExt;
+use serde_json::json;
 use todo_mcp::http::{HttpSettings, router};
 use todo_mcp::tasks::{ChangeKind, Task, TaskStore, UndoReport};
 use todo_mcp::tools::{Identity, TaskTools};
 use todo_test_support::Kind;
 use todo_test_support::db::with_database;
+use todo_test_support::mcp::{Client, call, ok, text_of, tool_error};
 use todo_test_support::process::command;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
@@ -25,8 +24,6 @@ use tokio_util::sync::CancellationToken;
 const BIN: &str = env!("CARGO_BIN_EXE_todo-mcp");
 /// Generous for a debug build on a busy machine; only reached on failure.
 const DEADLINE: Duration = Duration::from_secs(20);
-
-type Client = RunningService<RoleClient, ()>;
 
 /// Runs `test` with a fresh database of `kind` (its store and URL), removed afterwards.
 async fn with_db<F, Fut>(kind: Kind, test: F)
@@ -45,37 +42,6 @@ async fn connect(tools: TaskTools) -> Client {
         }
     });
     ().serve(client_io).await.expect("MCP handshake in process")
-}
-
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let Value::Object(args) = arguments else {
-        panic!("arguments must be an object")
-    };
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
-        .await
-        .unwrap_or_else(|e| panic!("{tool} must answer with a tool result, got {e}"))
-}
-
-fn text_of(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-#[track_caller]
-fn ok<T: serde::de::DeserializeOwned>(r: &CallToolResult) -> T {
-    assert_eq!(r.is_error, Some(false), "expected success: {}", text_of(r));
-    serde_json::from_value(r.structured_content.clone().expect("structured content"))
-        .expect("structured content of the declared shape")
-}
-
-#[track_caller]
-fn tool_error(r: &CallToolResult) -> String {
-    assert_eq!(r.is_error, Some(true), "expected a tool error: {r:?}");
-    text_of(r)
 }
 
 async fn add(client: &Client, title: &str) -> Task {

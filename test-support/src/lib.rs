@@ -7,12 +7,14 @@
 //! - [`process`]: the one launcher of the workspace's real binaries, environment cleared.
 //! - [`tokens`]: signed, broken and hostile bearer tokens, and a mock JWKS issuer.
 //! - [`logs`]: the tests' own log lines, shown when `TEST_LOG` is set.
+//! - [`mcp`]: calling tools as an MCP client and reading their results.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod both;
 pub mod db;
 pub mod logs;
+pub mod mcp;
 pub mod process;
 mod skip;
 pub mod tokens;

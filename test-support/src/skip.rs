@@ -3,6 +3,7 @@
 //! missing prerequisite is a failure instead.
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 /// Whether tests needing PostgreSQL must run here: in CI (`CI` set and not `false`) or with
 /// `TODO_REQUIRE_POSTGRES` (also accepted: `REQUIRE_POSTGRES`) set.
@@ -20,20 +21,54 @@ pub fn postgres_required() -> bool {
 /// run, since the test runner hides a passing test's output). The caller then returns.
 pub fn skip(why: &str) {
     let thread = std::thread::current();
-    let test = thread.name().unwrap_or("a test");
+    let log = std::env::var_os("TODO_SKIP_LOG").map(PathBuf::from);
+    report(
+        thread.name().unwrap_or("a test"),
+        why,
+        postgres_required(),
+        log.as_deref(),
+    );
+}
+
+fn report(test: &str, why: &str, required: bool, log: Option<&Path>) {
     assert!(
-        !postgres_required(),
+        !required,
         "{test} cannot run: {why}; tests may not be skipped here (CI or \
          TODO_REQUIRE_POSTGRES is set) — run ./scripts/test.sh, which provides PostgreSQL"
     );
     let line = format!("SKIPPED: {test}: {why}");
     eprintln!("{line}");
-    if let Some(path) = std::env::var_os("TODO_SKIP_LOG")
+    if let Some(path) = log
         && let Ok(mut f) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(path)
     {
         let _ = writeln!(f, "{line}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::report;
+
+    #[test]
+    #[should_panic(expected = "tests may not be skipped here")]
+    fn a_skip_where_tests_must_run_is_a_failure() {
+        report("t", "needs PostgreSQL", true, None);
+    }
+
+    #[test]
+    fn a_skip_elsewhere_is_reported_and_logged_for_the_summary() {
+        let path =
+            std::env::temp_dir().join(format!("todo-skip-log-{}", uuid::Uuid::new_v4().simple()));
+        report("a::b", "needs PostgreSQL", false, Some(&path));
+        report("a::c", "needs TLS", false, Some(&path));
+        let text = std::fs::read_to_string(&path).expect("the skip log was written");
+        let _ = std::fs::remove_file(&path);
+        assert_eq!(
+            text,
+            "SKIPPED: a::b: needs PostgreSQL\nSKIPPED: a::c: needs TLS\n"
+        );
     }
 }

@@ -11,13 +11,6 @@ use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
 
-fn with_access(access: AccessSettings) -> Options {
-    Options {
-        access,
-        ..Options::default()
-    }
-}
-
 /// Polls until the mock model has received `n` requests.
 async fn wait_for_llm_requests(app: &TestApp, n: usize) {
     tokio::time::timeout(Duration::from_secs(30), async {

@@ -79,25 +79,6 @@ fn routes(user: &str) -> Vec<(Method, String, Option<Value>)> {
     ]
 }
 
-async fn expect_error(r: reqwest::Response, status: u16, code: &str, case: &str) {
-    assert_eq!(r.status(), status, "{case}");
-    let challenge = r
-        .headers()
-        .get("www-authenticate")
-        .map(|v| v.to_str().unwrap().to_string());
-    if status == 401 {
-        let c = challenge.unwrap_or_else(|| panic!("{case}: 401 without WWW-Authenticate"));
-        assert!(c.starts_with("Bearer"), "{case}: {c}");
-    }
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], code, "{case}: {body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
-}
-
 #[tokio::test]
 async fn every_api_route_refuses_a_missing_or_bad_token_with_401() {
     let Some(app) = spawn_app_with(Kind::Sqlite, hs256_options()).await else {

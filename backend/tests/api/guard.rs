@@ -56,15 +56,6 @@ async fn send(
     req.send().await.expect("request")
 }
 
-async fn expect_error(r: reqwest::Response, status: u16, code: &str, case: &str) {
-    assert_eq!(r.status().as_u16(), status, "{case}");
-    let body: Value = r
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
-    assert_eq!(body["error"]["code"], code, "{case}: {body}");
-}
-
 async fn seed_a_task(app: &TestApp) {
     app.llm_responds(Script::new(
         &[("c1", "add_task", r#"{"title":"Secret plan"}"#)],

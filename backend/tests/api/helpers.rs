@@ -79,6 +79,14 @@ impl Default for Options {
     }
 }
 
+/// The default options with these access settings.
+pub fn with_access(access: AccessSettings) -> Options {
+    Options {
+        access,
+        ..Options::default()
+    }
+}
+
 pub async fn spawn_app(kind: Kind) -> Option<TestApp> {
     spawn_app_with(kind, Options::default()).await
 }
@@ -260,6 +268,31 @@ impl Respond for Script {
             ResponseTemplate::new(200).set_body_json(tool_reply(&calls))
         }
     }
+}
+
+/// Checks an error answer: its status, `{"error": {"code", "message"}}` with a message, and
+/// a `WWW-Authenticate: Bearer …` challenge on a 401. `case` names the request in failures.
+pub async fn expect_error(r: reqwest::Response, status: u16, code: &str, case: &str) {
+    assert_eq!(r.status(), status, "{case}");
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    if status == 401 {
+        let c = challenge.unwrap_or_else(|| panic!("{case}: 401 without WWW-Authenticate"));
+        assert!(c.starts_with("Bearer"), "{case}: {c}");
+    }
+    let body: Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
+    assert_eq!(body["error"]["code"], code, "{case}: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{case}: an error carries a message: {body}"
+    );
 }
 
 /// Checks the invariant the chat-completions API enforces on a message list.

@@ -15,13 +15,6 @@ use crate::auth::{send, token};
 use crate::helpers::*;
 use crate::tokens::*;
 
-fn with_access(access: AccessSettings) -> Options {
-    Options {
-        access,
-        ..Options::default()
-    }
-}
-
 fn retry_after(r: &reqwest::Response) -> u64 {
     r.headers()
         .get("retry-after")

@@ -4,14 +4,7 @@ use todo_test_support::Kind;
 use crate::helpers::*;
 
 async fn expect_error(r: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(r.status(), status);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
+    crate::helpers::expect_error(r, status, code, code).await;
 }
 
 #[tokio::test]
