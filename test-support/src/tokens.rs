@@ -237,3 +237,36 @@ pub fn authorization_values(valid: String) -> impl Strategy<Value = Vec<u8>> {
         (0..v2.len()).prop_map(move |n| format!("Bearer {}", &v2[..n]).into_bytes()),
     ]
 }
+
+/// Sends 256 hostile `Authorization` values ([`authorization_values`] of `valid`) through
+/// `send`, each with a random flag the caller may use to pick a route, and fails on any
+/// 5xx. A value the client refuses to send never reaches the server and is passed over.
+pub fn no_authorization_value_gets_a_server_error<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    valid: String,
+    send: F,
+) where
+    F: Fn(Vec<u8>, bool) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::StatusCode>>,
+{
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(
+            &(authorization_values(valid), any::<bool>()),
+            |(value, flag)| {
+                if let Ok(status) = rt.block_on(send(value.clone(), flag)) {
+                    prop_assert!(
+                        !status.is_server_error(),
+                        "{status} for {:?}",
+                        String::from_utf8_lossy(&value)
+                    );
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
+}
