@@ -142,8 +142,8 @@ EOF
 
     export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
     export TEST_PG_TLS_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=require"
-    # The PostgreSQL tests must run against this cluster, never skip.
-    export REQUIRE_POSTGRES=1
+    # The PostgreSQL tests must run against this cluster: a skip is a failure.
+    export TODO_REQUIRE_POSTGRES=1
 }
 
 if [ -n "${DATABASE_URL:-}" ]; then
@@ -198,11 +198,22 @@ if { [ "$#" -eq 0 ] && [ -z "${SKIP_BROWSER:-}" ]; } || [ -n "${BROWSER_TEST:-}"
     esac
 fi
 
+# A test that cannot run here (no PostgreSQL with a DATABASE_URL of your own, say) prints
+# SKIPPED and appends that line to this file; the runner hides a passing test's output, so
+# the list is printed after the run.
+skip_log="$(mktemp "${TMPDIR:-/tmp}/todo-agent-skipped.XXXXXX")"
+export TODO_SKIP_LOG="$skip_log"
+
 log "running: ${runner[*]} $*"
 set +e
 "${runner[@]}" "$@"
 status=$?
 set -e
+if [ -s "$skip_log" ]; then
+    log "$(sort -u "$skip_log" | wc -l) test(s) SKIPPED (they passed without running):"
+    sort -u "$skip_log" | sed 's/^/  /' >&2
+fi
+rm -f -- "$skip_log"
 [ "$status" -ne 0 ] || status=$fuzz_status
 [ "$status" -ne 0 ] || status=$deploy_status
 [ "$status" -ne 0 ] || status=$browser_status

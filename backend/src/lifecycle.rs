@@ -228,7 +228,7 @@ pub async fn past(mut deadline: tokio::sync::watch::Receiver<Option<Instant>>) {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use todo_mcp::testing::{Kind, TestDb};
+    use todo_test_support::{Kind, TestDb};
 
     use super::*;
 

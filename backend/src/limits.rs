@@ -131,7 +131,7 @@ impl UserLimit {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use todo_mcp::testing::{Kind, TestDb};
+    use todo_test_support::{Kind, TestDb};
 
     use super::*;
 
@@ -153,7 +153,6 @@ mod tests {
     #[tokio::test]
     async fn postgres_counts_one_allowance_across_pools_under_concurrency() {
         let Some(t) = TestDb::new(Kind::Postgres).await.unwrap() else {
-            eprintln!("SKIPPED: no PostgreSQL for the shared rate limit test");
             return;
         };
         let mut replicas = Vec::new();

@@ -17,17 +17,15 @@ struct Running {
 }
 
 fn command(db_dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_todo-backend"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/todo.db", db_dir.display()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    let mut c = todo_test_support::process::command(env!("CARGO_BIN_EXE_todo-backend"));
+    c.env(
+        "DATABASE_URL",
+        format!("sqlite://{}/todo.db", db_dir.display()),
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     c
 }
 

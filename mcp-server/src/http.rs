@@ -270,7 +270,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 #[allow(clippy::unwrap_used)]
 mod readiness_tests {
     use super::*;
-    use crate::testing::{Kind, TestDb};
+    use crate::db::{Database, DbOptions};
 
     async fn status_of(app: Router) -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -283,16 +283,21 @@ mod readiness_tests {
 
     #[tokio::test]
     async fn readyz_follows_the_database() {
-        let t = TestDb::new(Kind::Sqlite).await.unwrap().unwrap();
+        // A plain file database: this crate's unit tests cannot use todo-test-support,
+        // which links the library's non-test build.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("todo.db").display());
+        let db = Database::connect(Some(&url), &DbOptions::default())
+            .await
+            .unwrap();
         assert_eq!(
-            status_of(with_readiness(Router::new(), t.db.clone())).await,
+            status_of(with_readiness(Router::new(), db.clone())).await,
             200
         );
-        t.db.close().await;
+        db.close().await;
         assert_eq!(
-            status_of(with_readiness(Router::new(), t.db.clone())).await,
+            status_of(with_readiness(Router::new(), db.clone())).await,
             503
         );
-        t.cleanup().await;
     }
 }

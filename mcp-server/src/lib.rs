@@ -7,6 +7,4 @@ pub mod http;
 pub mod runtime;
 pub mod serve;
 pub mod tasks;
-#[doc(hidden)]
-pub mod testing;
 pub mod tools;

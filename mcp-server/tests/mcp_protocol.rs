@@ -12,13 +12,14 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolResult, Tool};
 use serde_json::{Value, json};
 use todo_mcp::tasks::{Task, TaskPage, TaskStore};
-use todo_mcp::testing::{Kind, TestDb};
 use todo_mcp::tools::{Identity, TaskTools};
+use todo_test_support::Kind;
+use todo_test_support::db::with_database;
+use todo_test_support::mcp::{Client, call, text_of, tool_error};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -37,32 +38,21 @@ const TOOLS: [&str; 7] = [
 /// Generous for a debug build on a busy 2-core machine; only reached on failure.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-type Client = RunningService<RoleClient, ()>;
-
 // ---------------------------------------------------------------- shared helpers
 
 /// Runs `test` with a fresh SQLite database, removing it afterwards even on failure.
 async fn with_sqlite<F, Fut>(test: F)
 where
     F: FnOnce(TestDbHandle) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()>,
 {
-    let db = TestDb::new(Kind::Sqlite)
-        .await
-        .expect("a fresh SQLite database")
-        .expect("SQLite is always available");
-    let handle = TestDbHandle {
-        store: db.db.task_store(),
-        url: db.url.clone(),
-    };
-    let outcome = tokio::spawn(test(handle)).await;
-    db.cleanup().await;
-    if let Err(e) = outcome {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        panic!("test task did not finish: {e}");
-    }
+    with_database(Kind::Sqlite, |db, url| {
+        test(TestDbHandle {
+            store: db.task_store(),
+            url,
+        })
+    })
+    .await
 }
 
 /// What a test needs of its database: the store, and the URL for child processes.
@@ -70,28 +60,6 @@ where
 struct TestDbHandle {
     store: Arc<dyn TaskStore>,
     url: String,
-}
-
-fn args(v: Value) -> rmcp::model::JsonObject {
-    match v {
-        Value::Object(o) => o,
-        other => panic!("arguments must be an object, got {other}"),
-    }
-}
-
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args(arguments)))
-        .await
-        .unwrap_or_else(|e| panic!("{tool} must answer with a tool result, got {e}"))
-}
-
-fn text_of(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// The structured content of a successful result.
@@ -116,20 +84,6 @@ fn ok_task(r: &CallToolResult) -> Task {
 #[track_caller]
 fn ok_page(r: &CallToolResult) -> TaskPage {
     serde_json::from_value(ok(r)).expect("structured content is a TaskPage")
-}
-
-/// The message of a tool error.
-#[track_caller]
-fn tool_error(r: &CallToolResult) -> String {
-    assert_eq!(
-        r.is_error,
-        Some(true),
-        "expected a tool error, got {:?}",
-        r.structured_content
-    );
-    let text = text_of(r);
-    assert!(!text.is_empty(), "a tool error carries a message");
-    text
 }
 
 fn page_ids(p: &TaskPage) -> Vec<i64> {
@@ -647,22 +601,12 @@ struct Proc {
 }
 
 fn command(db_url: &str) -> Command {
-    let mut c = Command::new(BIN);
+    let mut c = todo_test_support::process::command(BIN);
     c.env("DATABASE_URL", db_url)
         .env("RUST_LOG", "info")
         .env("TODO_USER_ID", "carol")
-        .env_remove("AUTH_JWT_SECRET")
-        .env_remove("AUTH_JWKS_URL")
-        .env_remove("AUTH_ISSUER")
-        .env_remove("AUTH_AUDIENCE")
-        .env_remove("MCP_SERVICE_SECRET")
-        .env_remove("ALLOWED_HOSTS")
-        .env_remove("ALLOWED_ORIGINS")
-        .env_remove("LOG_FORMAT")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     c
 }
 

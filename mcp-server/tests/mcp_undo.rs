@@ -9,14 +9,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, CallToolResult};
-use rmcp::service::RunningService;
-use rmcp::{RoleClient, ServiceExt};
-use serde_json::{Value, json};
+use rmcp::ServiceExt;
+use serde_json::json;
 use todo_mcp::http::{HttpSettings, router};
 use todo_mcp::tasks::{ChangeKind, Task, TaskStore, UndoReport};
-use todo_mcp::testing::{Kind, TestDb};
 use todo_mcp::tools::{Identity, TaskTools};
+use todo_test_support::Kind;
+use todo_test_support::db::with_database;
+use todo_test_support::mcp::{Client, call, ok, text_of, tool_error};
+use todo_test_support::process::command;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 
@@ -24,24 +25,13 @@ const BIN: &str = env!("CARGO_BIN_EXE_todo-mcp");
 /// Generous for a debug build on a busy machine; only reached on failure.
 const DEADLINE: Duration = Duration::from_secs(20);
 
-type Client = RunningService<RoleClient, ()>;
-
+/// Runs `test` with a fresh database of `kind` (its store and URL), removed afterwards.
 async fn with_db<F, Fut>(kind: Kind, test: F)
 where
     F: FnOnce(Arc<dyn TaskStore>, String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()>,
 {
-    let Some(db) = TestDb::new(kind).await.expect("a fresh database") else {
-        return;
-    };
-    let outcome = tokio::spawn(test(db.db.task_store(), db.url.clone())).await;
-    db.cleanup().await;
-    if let Err(e) = outcome {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        panic!("test task did not finish: {e}");
-    }
+    with_database(kind, |db, url| test(db.task_store(), url)).await
 }
 
 async fn connect(tools: TaskTools) -> Client {
@@ -52,37 +42,6 @@ async fn connect(tools: TaskTools) -> Client {
         }
     });
     ().serve(client_io).await.expect("MCP handshake in process")
-}
-
-async fn call(client: &Client, tool: &str, arguments: Value) -> CallToolResult {
-    let Value::Object(args) = arguments else {
-        panic!("arguments must be an object")
-    };
-    client
-        .call_tool(CallToolRequestParams::new(tool.to_string()).with_arguments(args))
-        .await
-        .unwrap_or_else(|e| panic!("{tool} must answer with a tool result, got {e}"))
-}
-
-fn text_of(r: &CallToolResult) -> String {
-    r.content
-        .iter()
-        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-#[track_caller]
-fn ok<T: serde::de::DeserializeOwned>(r: &CallToolResult) -> T {
-    assert_eq!(r.is_error, Some(false), "expected success: {}", text_of(r));
-    serde_json::from_value(r.structured_content.clone().expect("structured content"))
-        .expect("structured content of the declared shape")
-}
-
-#[track_caller]
-fn tool_error(r: &CallToolResult) -> String {
-    assert_eq!(r.is_error, Some(true), "expected a tool error: {r:?}");
-    text_of(r)
 }
 
 async fn add(client: &Client, title: &str) -> Task {
@@ -234,18 +193,14 @@ async fn undo_never_touches_another_users_changes() {
 #[tokio::test]
 async fn over_stdio_each_request_is_its_own_group() {
     with_db(Kind::Sqlite, |_, url| async move {
-        let mut child = tokio::process::Command::new(BIN)
+        let mut child = command(BIN)
             .arg("stdio")
             .env("DATABASE_URL", &url)
             .env("TODO_USER_ID", "carol")
             .env("RUST_LOG", "warn")
-            .env_remove("AUTH_JWT_SECRET")
-            .env_remove("AUTH_JWKS_URL")
-            .env_remove("MCP_SERVICE_SECRET")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
-            .kill_on_drop(true)
             .spawn()
             .expect("spawn todo-mcp stdio");
         let io = (child.stdout.take().unwrap(), child.stdin.take().unwrap());

@@ -2,24 +2,14 @@
 //! and with several replicas migrating one fresh database at the same moment.
 //!
 //! PostgreSQL tests use `DATABASE_URL` (and `TEST_PG_TLS_URL` for TLS), which
-//! `scripts/test.sh` sets up; without them they skip, except in CI.
+//! `scripts/test.sh` sets up; without them they report SKIPPED, and fail in CI.
 
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use sqlx::Connection;
 use todo_mcp::db::{Database, DbOptions};
-use todo_mcp::testing::{Kind, TestDb, postgres_admin_url, postgres_required};
-
-/// The same server URL with another database name, keeping user, host and options.
-fn with_db_name(url: &str, name: &str) -> String {
-    let (base, query) = url.split_at(url.find('?').unwrap_or(url.len()));
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| i + after_scheme);
-    format!("{}/{name}{query}", &base[..path_start])
-}
+use todo_test_support::{Kind, TestDb, skip};
 
 fn pg_pool(db: &Database) -> anyhow::Result<&sqlx::PgPool> {
     match db {
@@ -48,11 +38,9 @@ async fn session_uses_tls(url: &str) -> anyhow::Result<bool> {
 #[tokio::test]
 async fn tls_connections_are_really_encrypted() {
     let Ok(tls_url) = std::env::var("TEST_PG_TLS_URL") else {
-        assert!(
-            !postgres_required(),
-            "TEST_PG_TLS_URL must be set when PostgreSQL tests are required (run scripts/test.sh)"
+        skip(
+            "needs TEST_PG_TLS_URL, a PostgreSQL URL with sslmode=require (scripts/test.sh sets it)",
         );
-        eprintln!("skipped: TEST_PG_TLS_URL is not set (scripts/test.sh sets it)");
         return;
     };
     assert!(
@@ -183,23 +171,11 @@ async fn migrate_concurrently(url: &str, n: usize) -> anyhow::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_start_ups_migrate_a_fresh_postgres_database_once() {
-    let Some(admin) = postgres_admin_url() else {
-        assert!(
-            !postgres_required(),
-            "DATABASE_URL must point at PostgreSQL when PostgreSQL tests are required"
-        );
-        eprintln!("skipped: no PostgreSQL (set DATABASE_URL or run scripts/test.sh)");
+    // Unmigrated: this test is about migrating a database nobody has touched yet.
+    let Some(t) = TestDb::unmigrated(Kind::Postgres).await.unwrap() else {
         return;
     };
-    // Not a TestDb: that one comes migrated, and this test needs an untouched database.
-    let name = format!("t_{}", uuid::Uuid::new_v4().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-
-    let url = with_db_name(&admin, &name);
+    let url = t.url.clone();
     let checks = async {
         migrate_concurrently(&url, 4).await?;
         // Every migration recorded exactly once, and the schema is there.
@@ -224,15 +200,8 @@ async fn concurrent_start_ups_migrate_a_fresh_postgres_database_once() {
         Ok(())
     }
     .await;
-
-    let dropped = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut conn)
-    .await;
-    let _ = conn.close().await;
+    t.cleanup().await;
     checks.unwrap();
-    dropped.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -263,13 +232,4 @@ async fn concurrent_start_ups_migrate_a_fresh_sqlite_file() {
     db.close().await;
     assert_eq!(tasks, 1, "tasks table missing");
     assert_eq!(dupes, 0, "a migration was recorded twice");
-}
-
-#[test]
-fn database_names_are_swapped_keeping_options() {
-    assert_eq!(
-        with_db_name("postgres://u@127.0.0.1:5/postgres?sslmode=disable", "t_1"),
-        "postgres://u@127.0.0.1:5/t_1?sslmode=disable"
-    );
-    assert_eq!(with_db_name("postgres://h", "t_1"), "postgres://h/t_1");
 }

@@ -1,9 +1,9 @@
 //! The task store contract: one suite, run against SQLite and PostgreSQL alike.
 //!
-//! Each contract is an `async fn(Arc<dyn TaskStore>)`; `contract!` turns it into a
-//! `sqlite::NAME` and a `postgres::NAME` test, each on its own fresh database that is
-//! removed afterwards, even when the contract fails. PostgreSQL tests are skipped (with a
-//! message) when `DATABASE_URL` names no PostgreSQL server outside CI.
+//! Each contract is an `async fn(Arc<dyn TaskStore>)`; `on_both_databases!` turns it into a
+//! `NAME::sqlite` and a `NAME::postgres` test, each on its own fresh database that is
+//! removed afterwards, even when the contract fails. PostgreSQL tests report SKIPPED when
+//! `DATABASE_URL` names no PostgreSQL server (and fail instead in CI).
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,53 +14,23 @@ use chrono::{DateTime, Utc};
 use todo_mcp::tasks::{
     Due, ListFilter, NewTask, Priority, StatusFilter, StoreError, Task, TaskPatch, TaskStore,
 };
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::db::with_database;
+use todo_test_support::{Kind, on_both_databases};
 
 const ALICE: &str = "alice";
 const BOB: &str = "bob";
 
-/// Runs one contract on a fresh database of `kind`, then removes the database whatever
-/// the outcome, and re-raises the contract's panic.
+/// Runs one contract on a fresh database of `kind`, removed afterwards whatever the outcome.
 async fn run<F, Fut>(kind: Kind, contract: F)
 where
     F: FnOnce(Arc<dyn TaskStore>) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()>,
 {
-    let Some(db) = TestDb::new(kind).await.expect("a fresh test database") else {
-        return;
-    };
-    let outcome = tokio::spawn(contract(db.db.task_store())).await;
-    db.cleanup().await;
-    if let Err(e) = outcome {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        panic!("contract task did not finish: {e}");
-    }
+    with_database(kind, |db, _| contract(db.task_store())).await
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(todo_mcp::testing::Kind::Sqlite, super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(todo_mcp::testing::Kind::Postgres, super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+on_both_databases!(
+    multi_thread, via run;
     numbers_count_from_one_per_user,
     numbers_are_never_reused_after_delete,
     another_users_task_is_not_found_and_not_listed,

@@ -1,8 +1,8 @@
 //! The undo contract of the task store, run against SQLite and PostgreSQL alike: every change
 //! is journaled under its group, `undo` reverts the newest group exactly, walks back group by
 //! group, refuses (naming the task) when a later change touched one of its tasks, and is
-//! scoped by user. PostgreSQL runs are skipped (with a message) when no server is configured
-//! outside CI.
+//! scoped by user. PostgreSQL runs report SKIPPED when no server is configured (and fail
+//! instead in CI).
 
 #![allow(clippy::unwrap_used)]
 
@@ -14,51 +14,23 @@ use todo_mcp::tasks::{
     ChangeKind, Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPatch, TaskStore,
     UndoError,
 };
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::db::with_database;
+use todo_test_support::{Kind, on_both_databases};
 
 const ALICE: &str = "alice";
 const BOB: &str = "bob";
 
+/// Runs one contract on a fresh database of `kind`, removed afterwards whatever the outcome.
 async fn run<F, Fut>(kind: Kind, contract: F)
 where
     F: FnOnce(Database) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
+    Fut: Future<Output = ()>,
 {
-    let Some(db) = TestDb::new(kind).await.expect("a fresh test database") else {
-        return;
-    };
-    let outcome = tokio::spawn(contract(db.db.clone())).await;
-    db.cleanup().await;
-    if let Err(e) = outcome {
-        if e.is_panic() {
-            std::panic::resume_unwind(e.into_panic());
-        }
-        panic!("contract task did not finish: {e}");
-    }
+    with_database(kind, |db, _| contract(db)).await
 }
 
-macro_rules! contract {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(todo_mcp::testing::Kind::Sqlite, super::$name).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::run(todo_mcp::testing::Kind::Postgres, super::$name).await;
-                }
-            )*
-        }
-    };
-}
-
-contract!(
+on_both_databases!(
+    multi_thread, via run;
     every_change_is_journaled_with_the_task_before_and_after_in_its_group,
     undo_of_a_turn_reverts_all_its_changes_exactly,
     undoing_twice_walks_further_back_until_nothing_is_left,

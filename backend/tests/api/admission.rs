@@ -6,17 +6,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;
-
-fn with_access(access: AccessSettings) -> Options {
-    Options {
-        access,
-        ..Options::default()
-    }
-}
 
 /// Polls until the mock model has received `n` requests.
 async fn wait_for_llm_requests(app: &TestApp, n: usize) {

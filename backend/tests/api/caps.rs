@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 use todo_backend::agent::TurnLimits;
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 

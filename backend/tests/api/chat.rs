@@ -1,5 +1,5 @@
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::ResponseTemplate;
 
 use crate::helpers::*;

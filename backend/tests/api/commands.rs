@@ -8,7 +8,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::matchers::any;
 use wiremock::{Mock, ResponseTemplate};
 
@@ -497,7 +497,7 @@ async fn a_command_waits_its_turn_behind_a_running_model_turn() {
     app.cleanup().await;
 }
 
-async fn without_a_model(kind: Kind) {
+async fn without_a_model_commands_work_and_free_text_explains_them(kind: Kind) {
     let o = Options {
         llm_configured: false,
         ..Options::default()
@@ -536,12 +536,4 @@ async fn without_a_model(kind: Kind) {
     app.cleanup().await;
 }
 
-#[tokio::test]
-async fn without_a_model_commands_work_and_free_text_explains_them_sqlite() {
-    without_a_model(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn without_a_model_commands_work_and_free_text_explains_them_postgres() {
-    without_a_model(Kind::Postgres).await;
-}
+todo_test_support::on_both_databases!(without_a_model_commands_work_and_free_text_explains_them);

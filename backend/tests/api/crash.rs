@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use todo_mcp::tasks::ListFilter;
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::{Kind, TestDb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wiremock::MockServer;
 use wiremock::matchers::{method, path};
@@ -26,10 +26,8 @@ struct Backend {
 }
 
 async fn start_backend(db_url: &str, llm: &str, mcp: &str) -> Backend {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_todo-backend"));
+    let mut cmd = todo_test_support::process::command(env!("CARGO_BIN_EXE_todo-backend"));
     cmd.args(["serve", "--bind", "127.0.0.1:0"])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("DATABASE_URL", db_url)
         .env("OPENAI_BASE_URL", format!("{llm}/v1"))
         .env("OPENAI_API_KEY", "sk-test")
@@ -40,10 +38,8 @@ async fn start_backend(db_url: &str, llm: &str, mcp: &str) -> Backend {
         .env("TURN_TIMEOUT_SECS", "6")
         .env("MCP_REQUEST_TIMEOUT_SECS", "600")
         .env("RUST_LOG", "info")
-        .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+        .stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let address = tokio::time::timeout(DEADLINE, async {

@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::Mock;
 use wiremock::ResponseTemplate;
 use wiremock::matchers::{method, path};
@@ -221,7 +221,7 @@ async fn a_connection_failure_is_retried_then_a_502() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead = listener.local_addr().unwrap();
     drop(listener);
-    let db = todo_mcp::testing::TestDb::new(Kind::Sqlite)
+    let db = todo_test_support::TestDb::new(Kind::Sqlite)
         .await
         .unwrap()
         .unwrap();

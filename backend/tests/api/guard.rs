@@ -6,7 +6,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 use crate::on_both_stores;
@@ -54,15 +54,6 @@ async fn send(
         req = req.json(b);
     }
     req.send().await.expect("request")
-}
-
-async fn expect_error(r: reqwest::Response, status: u16, code: &str, case: &str) {
-    assert_eq!(r.status().as_u16(), status, "{case}");
-    let body: Value = r
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
-    assert_eq!(body["error"]["code"], code, "{case}: {body}");
 }
 
 async fn seed_a_task(app: &TestApp) {

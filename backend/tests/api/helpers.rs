@@ -1,15 +1,20 @@
 //! Test harness: the real application on port 0 with a fresh database and a wiremock
 //! server speaking the chat-completions wire format in place of the LLM.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
 use todo_backend::agent::TurnLimits;
 use todo_backend::agent::llm::LlmConfig;
 use todo_backend::app;
 use todo_backend::config::Settings;
-use todo_mcp::testing::{Kind, TestDb};
+use todo_mcp::auth::{AuthSettings, Verifier};
+use todo_mcp::http::{self, HttpSettings};
+use todo_mcp::tasks::TaskStore;
+use todo_test_support::{Kind, TestDb};
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
@@ -71,6 +76,14 @@ impl Default for Options {
             prices: String::new(),
             llm_base_url: None,
         }
+    }
+}
+
+/// The default options with these access settings.
+pub fn with_access(access: AccessSettings) -> Options {
+    Options {
+        access,
+        ..Options::default()
     }
 }
 
@@ -257,6 +270,31 @@ impl Respond for Script {
     }
 }
 
+/// Checks an error answer: its status, `{"error": {"code", "message"}}` with a message, and
+/// a `WWW-Authenticate: Bearer …` challenge on a 401. `case` names the request in failures.
+pub async fn expect_error(r: reqwest::Response, status: u16, code: &str, case: &str) {
+    assert_eq!(r.status(), status, "{case}");
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    if status == 401 {
+        let c = challenge.unwrap_or_else(|| panic!("{case}: 401 without WWW-Authenticate"));
+        assert!(c.starts_with("Bearer"), "{case}: {c}");
+    }
+    let body: Value = r
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{case}: not JSON: {e}"));
+    assert_eq!(body["error"]["code"], code, "{case}: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "{case}: an error carries a message: {body}"
+    );
+}
+
 /// Checks the invariant the chat-completions API enforces on a message list.
 pub fn assert_valid_sequence(messages: &Value) {
     let msgs = messages.as_array().expect("messages array");
@@ -289,24 +327,67 @@ pub fn assert_valid_sequence(messages: &Value) {
     }
 }
 
-/// Runs a test body against both stores.
+/// Runs a test body, given a [`TestApp`], on both stores: the tests `NAME::sqlite` and
+/// `NAME::postgres` (see `todo_test_support::on_both_databases!`).
 #[macro_export]
 macro_rules! on_both_stores {
     ($name:ident, $body:expr) => {
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn sqlite() {
-                if let Some(app) = spawn_app(Kind::Sqlite).await {
-                    ($body)(app).await;
-                }
-            }
-            #[tokio::test]
-            async fn postgres() {
-                if let Some(app) = spawn_app(Kind::Postgres).await {
-                    ($body)(app).await;
-                }
+        async fn $name(kind: Kind) {
+            if let Some(app) = spawn_app(kind).await {
+                ($body)(app).await;
             }
         }
+        todo_test_support::on_both_databases!($name);
     };
+}
+
+/// A real todo-mcp served in process over streamable HTTP on a loopback port, on its own
+/// SQLite database, requiring the backend's service credential signed with
+/// `service_secret`; `wrap` layers its router (to record or hold requests).
+pub struct McpServer {
+    pub url: String,
+    pub store: Arc<dyn TaskStore>,
+    shutdown: CancellationToken,
+    db: TestDb,
+}
+
+impl McpServer {
+    pub async fn start(
+        service_secret: &str,
+        wrap: impl FnOnce(axum::Router) -> axum::Router,
+    ) -> McpServer {
+        let db = TestDb::new(Kind::Sqlite).await.unwrap().unwrap();
+        let verifier = Verifier::new(&AuthSettings {
+            service_secret: Some(SecretString::from(service_secret)),
+            ..AuthSettings::default()
+        })
+        .unwrap();
+        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let local = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let app = wrap(http::router(
+            db.db.task_store(),
+            HttpSettings {
+                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
+                allowed_origins: vec![],
+                open_user: "nobody".into(),
+                auth: Some(verifier),
+                public_url: None,
+                authorization_servers: vec![],
+            },
+            shutdown.clone(),
+        ));
+        tokio::spawn(http::serve(listener, app, shutdown.clone()));
+        McpServer {
+            url: format!("http://{local}/mcp"),
+            store: db.db.task_store(),
+            shutdown,
+            db,
+        }
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        self.db.cleanup().await;
+    }
 }

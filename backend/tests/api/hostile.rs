@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use todo_mcp::tasks::{NewTask, Task, TaskStore};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::{Request, ResponseTemplate};
 
 use crate::helpers::*;

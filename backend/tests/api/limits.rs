@@ -7,20 +7,13 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::{Kind, TestDb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wiremock::ResponseTemplate;
 
 use crate::auth::{send, token};
 use crate::helpers::*;
 use crate::tokens::*;
-
-fn with_access(access: AccessSettings) -> Options {
-    Options {
-        access,
-        ..Options::default()
-    }
-}
 
 fn retry_after(r: &reqwest::Response) -> u64 {
     r.headers()
@@ -234,31 +227,14 @@ async fn run_backend(
     tokio::process::Child,
     tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
 ) {
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_todo-backend"));
+    let mut cmd = todo_test_support::process::command(env!("CARGO_BIN_EXE_todo-backend"));
     cmd.args(["serve", "--bind", "127.0.0.1:0"])
         .env("DATABASE_URL", db_url)
-        .env("RUST_LOG", "debug")
-        .env_remove("LOG_FORMAT");
-    for v in [
-        "AUTH_JWT_SECRET",
-        "AUTH_JWKS_URL",
-        "AUTH_ISSUER",
-        "AUTH_AUDIENCE",
-        "MCP_SERVER_URL",
-        "MCP_SERVICE_SECRET",
-        "OPENAI_API_KEY",
-        "OPENAI_BASE_URL",
-        "LLM_MODEL",
-    ] {
-        cmd.env_remove(v);
-    }
+        .env("RUST_LOG", "debug");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.stdout(Stdio::null()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
     let lines = BufReader::new(child.stderr.take().unwrap()).lines();
     (child, lines)

@@ -23,8 +23,8 @@ mod retention;
 mod stalls;
 mod store;
 mod stream;
-#[path = "../../../mcp-server/tests/support/tokens.rs"]
-mod tokens;
 mod undo;
 mod usage;
 mod validation;
+
+use todo_test_support::tokens;

@@ -1,5 +1,5 @@
 use serde_json::json;
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 

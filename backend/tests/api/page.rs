@@ -1,6 +1,6 @@
 //! The chat page: served at `/` with its assets from the binary, nothing from elsewhere.
 
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 

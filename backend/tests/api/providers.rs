@@ -5,7 +5,7 @@
 //! cacheable prompt prefix and the one-call write turn.
 
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::{Request, Respond, ResponseTemplate};
 
 use crate::helpers::{Options, Script, TestApp, assert_valid_sequence, spawn_app_with, text_reply};

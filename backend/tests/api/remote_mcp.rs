@@ -9,11 +9,8 @@ use axum::middleware::Next;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use todo_mcp::auth::{AuthSettings, Verifier};
-use todo_mcp::http::{self, HttpSettings};
 use todo_mcp::tasks::TaskStore;
-use todo_mcp::testing::{Kind, TestDb};
-use tokio_util::sync::CancellationToken;
+use todo_test_support::{Kind, TestDb};
 
 use crate::auth::{hs256_options, send, token};
 use crate::helpers::*;
@@ -24,59 +21,37 @@ struct RemoteMcp {
     url: String,
     store: Arc<dyn TaskStore>,
     seen: Arc<Mutex<Vec<String>>>,
-    shutdown: CancellationToken,
-    db: TestDb,
+    server: McpServer,
 }
 
 impl RemoteMcp {
     async fn start(service_secret: &str) -> RemoteMcp {
-        let db = TestDb::new(Kind::Sqlite).await.unwrap().unwrap();
-        let verifier = Verifier::new(&AuthSettings {
-            service_secret: Some(SecretString::from(service_secret)),
-            ..AuthSettings::default()
-        })
-        .unwrap();
-        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let local = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let record = seen.clone();
-        let app = http::router(
-            db.db.task_store(),
-            HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
-                allowed_origins: vec![],
-                open_user: "nobody".into(),
-                auth: Some(verifier),
-                public_url: None,
-                authorization_servers: vec![],
-            },
-            shutdown.clone(),
-        )
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| {
-                let value = req
-                    .headers()
-                    .get("authorization")
-                    .map(|v| v.to_str().unwrap_or("").to_string())
-                    .unwrap_or_default();
-                record.lock().unwrap().push(value);
-                next.run(req)
-            },
-        ));
-        tokio::spawn(http::serve(listener, app, shutdown.clone()));
+        let server = McpServer::start(service_secret, |app| {
+            app.layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let value = req
+                        .headers()
+                        .get("authorization")
+                        .map(|v| v.to_str().unwrap_or("").to_string())
+                        .unwrap_or_default();
+                    record.lock().unwrap().push(value);
+                    next.run(req)
+                },
+            ))
+        })
+        .await;
         RemoteMcp {
-            url: format!("http://{local}/mcp"),
-            store: db.db.task_store(),
+            url: server.url.clone(),
+            store: server.store.clone(),
             seen,
-            shutdown,
-            db,
+            server,
         }
     }
 
     async fn stop(self) {
-        self.shutdown.cancel();
-        self.db.cleanup().await;
+        self.server.stop().await;
     }
 }
 

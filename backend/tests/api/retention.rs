@@ -5,7 +5,7 @@ use chrono::{Duration, Utc};
 use todo_backend::retention::{Retention, Swept, sweep};
 use todo_mcp::db::Database;
 use todo_mcp::tasks::NewTask;
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::{Kind, TestDb};
 
 /// Runs one statement with a timestamp and a text parameter on either database.
 async fn exec(db: &Database, sql: &'static str, at: chrono::DateTime<Utc>, text: &str) {
@@ -145,12 +145,4 @@ async fn expired_records_are_swept_and_the_rest_kept(kind: Kind) {
     t.cleanup().await;
 }
 
-#[tokio::test]
-async fn expired_records_are_swept_on_sqlite() {
-    expired_records_are_swept_and_the_rest_kept(Kind::Sqlite).await;
-}
-
-#[tokio::test]
-async fn expired_records_are_swept_on_postgres() {
-    expired_records_are_swept_and_the_rest_kept(Kind::Postgres).await;
-}
+todo_test_support::on_both_databases!(expired_records_are_swept_and_the_rest_kept);

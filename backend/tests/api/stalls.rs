@@ -13,11 +13,8 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
 use todo_backend::agent::TurnLimits;
-use todo_mcp::auth::{AuthSettings, Verifier};
-use todo_mcp::http::{self, HttpSettings};
 use todo_mcp::tasks::TaskStore;
-use todo_mcp::testing::{Kind, TestDb};
-use tokio_util::sync::CancellationToken;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 
@@ -43,69 +40,49 @@ pub struct StallingMcp {
     mode: Arc<AtomicU8>,
     /// Tool calls executed while results were held back.
     pub held: Arc<AtomicUsize>,
-    shutdown: CancellationToken,
-    db: TestDb,
+    server: McpServer,
 }
 
 impl StallingMcp {
     pub async fn start() -> StallingMcp {
-        let db = TestDb::new(Kind::Sqlite).await.unwrap().unwrap();
-        let verifier = Verifier::new(&AuthSettings {
-            service_secret: Some(SecretString::from(SERVICE_SECRET)),
-            ..AuthSettings::default()
-        })
-        .unwrap();
-        let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
-        let local = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
         let mode = Arc::new(AtomicU8::new(Mode::Answer as u8));
         let held = Arc::new(AtomicUsize::new(0));
         let (m, h) = (mode.clone(), held.clone());
-        let app = http::router(
-            db.db.task_store(),
-            HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
-                allowed_origins: vec![],
-                open_user: "nobody".into(),
-                auth: Some(verifier),
-                public_url: None,
-                authorization_servers: vec![],
-            },
-            shutdown.clone(),
-        )
-        .layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| {
-                let (mode, held) = (m.clone(), h.clone());
-                async move {
-                    let (parts, body) = req.into_parts();
-                    let bytes = axum::body::to_bytes(body, 1 << 20)
-                        .await
-                        .unwrap_or_default();
-                    // Only calls that change something: reads (the open-task view) still answer.
-                    let text = String::from_utf8_lossy(&bytes);
-                    let is_call = text.contains("\"tools/call\"") && text.contains("\"add_task\"");
-                    let req = Request::from_parts(parts, Body::from(bytes));
-                    match mode.load(Ordering::SeqCst) {
-                        1 => std::future::pending().await,
-                        2 if is_call => std::future::pending().await,
-                        3 if is_call => {
-                            let _ran = next.run(req).await;
-                            held.fetch_add(1, Ordering::SeqCst);
-                            std::future::pending().await
+        let server = McpServer::start(SERVICE_SECRET, |app| {
+            app.layer(axum::middleware::from_fn(
+                move |req: Request, next: Next| {
+                    let (mode, held) = (m.clone(), h.clone());
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let bytes = axum::body::to_bytes(body, 1 << 20)
+                            .await
+                            .unwrap_or_default();
+                        // Only calls that change something: reads (the open-task view) still answer.
+                        let text = String::from_utf8_lossy(&bytes);
+                        let is_call =
+                            text.contains("\"tools/call\"") && text.contains("\"add_task\"");
+                        let req = Request::from_parts(parts, Body::from(bytes));
+                        match mode.load(Ordering::SeqCst) {
+                            1 => std::future::pending().await,
+                            2 if is_call => std::future::pending().await,
+                            3 if is_call => {
+                                let _ran = next.run(req).await;
+                                held.fetch_add(1, Ordering::SeqCst);
+                                std::future::pending().await
+                            }
+                            _ => next.run(req).await,
                         }
-                        _ => next.run(req).await,
                     }
-                }
-            },
-        ));
-        tokio::spawn(http::serve(listener, app, shutdown.clone()));
+                },
+            ))
+        })
+        .await;
         StallingMcp {
-            url: format!("http://{local}/mcp"),
-            store: db.db.task_store(),
+            url: server.url.clone(),
+            store: server.store.clone(),
             mode,
             held,
-            shutdown,
-            db,
+            server,
         }
     }
 
@@ -114,8 +91,7 @@ impl StallingMcp {
     }
 
     pub async fn stop(self) {
-        self.shutdown.cancel();
-        self.db.cleanup().await;
+        self.server.stop().await;
     }
 }
 

@@ -2,7 +2,7 @@
 
 use chrono::{Duration, Utc};
 use todo_backend::store::{Idempotency, Lease, NewMessage, Role, StoreError, conversation_store};
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::{Kind, TestDb};
 use uuid::Uuid;
 
 fn msg(text: &str) -> NewMessage {
@@ -174,14 +174,7 @@ async fn idempotency_records_move_through_their_states(kind: Kind) {
     db.cleanup().await;
 }
 
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod sqlite { use super::*; $( #[tokio::test] async fn $name() { super::$name(Kind::Sqlite).await } )* }
-        mod postgres { use super::*; $( #[tokio::test] async fn $name() { super::$name(Kind::Postgres).await } )* }
-    };
-}
-
-both!(
+todo_test_support::on_both_databases!(
     leases_serialise_turns_and_a_lost_lease_appends_nothing,
     idempotency_records_move_through_their_states
 );

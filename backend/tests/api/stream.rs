@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use wiremock::{Request, Respond, ResponseTemplate};
 
@@ -581,17 +581,11 @@ async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Value> {
     }
 }
 
-#[tokio::test]
-async fn bytes_split_anywhere_assemble_and_a_cut_stream_leaves_a_continuable_history_sqlite() {
-    split_and_cut(Kind::Sqlite).await;
-}
+todo_test_support::on_both_databases!(
+    bytes_split_anywhere_assemble_and_a_cut_stream_leaves_a_continuable_history
+);
 
-#[tokio::test]
-async fn bytes_split_anywhere_assemble_and_a_cut_stream_leaves_a_continuable_history_postgres() {
-    split_and_cut(Kind::Postgres).await;
-}
-
-async fn split_and_cut(kind: Kind) {
+async fn bytes_split_anywhere_assemble_and_a_cut_stream_leaves_a_continuable_history(kind: Kind) {
     // Turn 1: a tool call and a reply cut into 3-byte pieces (inside characters and JSON).
     // Turn 2: the reply stops half-way, the connection drops. Turn 3: it works again.
     let answers = vec![

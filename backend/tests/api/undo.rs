@@ -2,7 +2,7 @@
 //! person's most recent turn of changes — all of them — whichever conversation made it.
 
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::{Request, Respond, ResponseTemplate};
 
 use crate::helpers::{TestApp, spawn_app, text_reply, tool_reply};

@@ -3,7 +3,7 @@
 //! the metrics, and priced with `LLM_PRICES`.
 
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::{Request, Respond, ResponseTemplate};
 
 use crate::helpers::{Options, TestApp, spawn_app, spawn_app_with};
@@ -166,19 +166,13 @@ async fn usage_is_stored_summed_and_priced(app: TestApp) {
     app.cleanup().await;
 }
 
-#[tokio::test]
-async fn sqlite_usage_is_stored_summed_and_priced() {
-    if let Some(app) = priced_app(Kind::Sqlite).await {
+async fn usage_is_stored_summed_and_priced_on(kind: Kind) {
+    if let Some(app) = priced_app(kind).await {
         usage_is_stored_summed_and_priced(app).await;
     }
 }
 
-#[tokio::test]
-async fn postgres_usage_is_stored_summed_and_priced() {
-    if let Some(app) = priced_app(Kind::Postgres).await {
-        usage_is_stored_summed_and_priced(app).await;
-    }
-}
+todo_test_support::on_both_databases!(usage_is_stored_summed_and_priced_on);
 
 #[tokio::test]
 async fn without_prices_or_cached_counts_usage_has_tokens_and_no_cost() {

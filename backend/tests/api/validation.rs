@@ -1,17 +1,10 @@
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 
 use crate::helpers::*;
 
 async fn expect_error(r: reqwest::Response, status: u16, code: &str) {
-    assert_eq!(r.status(), status);
-    let body: Value = r.json().await.unwrap();
-    assert_eq!(body["error"]["code"], code, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty())
-    );
+    crate::helpers::expect_error(r, status, code, code).await;
 }
 
 #[tokio::test]
@@ -127,7 +120,7 @@ async fn without_an_llm_the_service_still_serves_and_chat_names_the_settings() {
 
 #[tokio::test]
 async fn every_tag_filter_the_openapi_document_allows_is_answered_200() {
-    let Some(app) = spawn_app(todo_mcp::testing::Kind::Sqlite).await else {
+    let Some(app) = spawn_app(todo_test_support::Kind::Sqlite).await else {
         return;
     };
     // Found by schemathesis' positive-data check: `tag=` was schema-valid but answered 422.

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use todo_e2e::harness::{Service, Spawn, workspace_bin};
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::process::{Service, Spawn, workspace_bin};
+use todo_test_support::{Kind, TestDb};
 
 /// Every request is answered or fails within this.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -68,7 +68,8 @@ pub async fn answer(r: reqwest::Response) -> Answer {
 }
 
 impl Fleet {
-    /// `None` (the test prints SKIPPED) when PostgreSQL is needed and none is configured.
+    /// `None` when PostgreSQL is needed and none is configured: the test has been reported
+    /// SKIPPED (a failure where PostgreSQL is required) and returns.
     pub async fn start(
         needs: Needs,
         replicas: usize,
@@ -76,29 +77,13 @@ impl Fleet {
         settings: &[(&str, &str)],
     ) -> Option<Fleet> {
         let backend_bin = workspace_bin("todo-backend").unwrap_or_else(|e| panic!("{e:#}"));
-        let db = match TestDb::new(Kind::Postgres)
-            .await
-            .expect("creating a PostgreSQL test database")
-        {
-            Some(db) => db,
-            None => match needs {
-                Needs::Postgres => return None,
-                Needs::Any => TestDb::new(Kind::Sqlite)
-                    .await
-                    .expect("creating a SQLite test database")
-                    .expect("SQLite is always available"),
-            },
+        let db = match needs {
+            Needs::Postgres => TestDb::new(Kind::Postgres)
+                .await
+                .expect("creating a PostgreSQL test database")?,
+            Needs::Any => TestDb::postgres_or_sqlite().await,
         };
-        let mock = Service::start(
-            Spawn::new("mock-llm", env!("CARGO_BIN_EXE_mock-llm")).args([
-                "--bind".to_string(),
-                "127.0.0.1:0".into(),
-                "--latency-ms".into(),
-                latency_ms.to_string(),
-            ]),
-        )
-        .await
-        .expect("starting mock-llm");
+        let mock = crate::support::mock_llm(latency_ms).await;
         let mut fleet = Fleet {
             db: Some(db),
             mock,
@@ -255,9 +240,4 @@ impl Fleet {
             db.cleanup().await;
         }
     }
-}
-
-/// Says why a test did not run.
-pub fn skipped(test: &str) {
-    eprintln!("SKIPPED: {test} needs PostgreSQL (set DATABASE_URL or run scripts/test.sh)");
 }

@@ -9,8 +9,8 @@ use rmcp::model::CallToolRequestParams;
 use rmcp::transport::StreamableHttpClientTransport;
 use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
 use serde_json::{Value, json};
-use todo_e2e::harness::{Service, Spawn, workspace_bin};
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::TestDb;
+use todo_test_support::process::{Service, Spawn, workspace_bin};
 
 use crate::proxy::Proxy;
 
@@ -46,16 +46,7 @@ async fn call(
 
 #[tokio::test]
 async fn two_mcp_servers_behind_a_round_robin_balancer_serve_one_client_without_session_errors() {
-    let db = match TestDb::new(Kind::Postgres).await.expect("a test database") {
-        Some(db) => db,
-        None => {
-            eprintln!("no PostgreSQL configured: running the two MCP servers on one SQLite file");
-            TestDb::new(Kind::Sqlite)
-                .await
-                .expect("a SQLite test database")
-                .expect("SQLite is always available")
-        }
-    };
+    let db = TestDb::postgres_or_sqlite().await;
     let a = mcp_server("todo-mcp A", &db.url).await;
     let mut b = mcp_server("todo-mcp B", &db.url).await;
     let balancer = Proxy::start(vec![a.addr(), b.addr()]).await;

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use todo_e2e::harness::{Service, Spawn, workspace_bin};
-use todo_mcp::testing::{Kind, TestDb};
+use todo_test_support::TestDb;
+use todo_test_support::process::{Service, Spawn, workspace_bin};
 
 /// Every request gets an answer or fails within this; a hung turn fails the test.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -21,21 +21,18 @@ pub struct Stack {
     http: reqwest::Client,
 }
 
-/// A fresh database: PostgreSQL when one is configured (required in CI), else SQLite.
-async fn fresh_db() -> TestDb {
-    let pg = TestDb::new(Kind::Postgres)
-        .await
-        .expect("creating a fresh PostgreSQL test database");
-    match pg {
-        Some(db) => db,
-        None => {
-            eprintln!("no PostgreSQL configured: running this end-to-end test on SQLite");
-            TestDb::new(Kind::Sqlite)
-                .await
-                .expect("creating a fresh SQLite test database")
-                .expect("SQLite is always available")
-        }
-    }
+/// The `mock-llm` binary, taking `latency_ms` to answer each request.
+pub async fn mock_llm(latency_ms: u64) -> Service {
+    Service::start(
+        Spawn::new("mock-llm", env!("CARGO_BIN_EXE_mock-llm")).args([
+            "--bind".to_string(),
+            "127.0.0.1:0".into(),
+            "--latency-ms".into(),
+            latency_ms.to_string(),
+        ]),
+    )
+    .await
+    .expect("starting mock-llm")
 }
 
 /// Found before anything is created, so a missing binary leaves nothing behind.
@@ -59,17 +56,8 @@ impl Stack {
     /// As [`Stack::start`], the model taking `latency_ms` to answer each request.
     pub async fn start_with_latency(backends: usize, latency_ms: u64) -> Stack {
         let backend_bin = backend_bin();
-        let db = fresh_db().await;
-        let mock = Service::start(
-            Spawn::new("mock-llm", env!("CARGO_BIN_EXE_mock-llm")).args([
-                "--bind".to_string(),
-                "127.0.0.1:0".into(),
-                "--latency-ms".into(),
-                latency_ms.to_string(),
-            ]),
-        )
-        .await
-        .expect("starting mock-llm");
+        let db = TestDb::postgres_or_sqlite().await;
+        let mock = mock_llm(latency_ms).await;
         let mut s = Stack {
             backend_bin,
             db: Some(db),
@@ -92,7 +80,7 @@ impl Stack {
     pub async fn start_without_llm() -> Stack {
         let mut s = Stack {
             backend_bin: backend_bin(),
-            db: Some(fresh_db().await),
+            db: Some(TestDb::postgres_or_sqlite().await),
             mock: None,
             backends: Vec::new(),
             http: http(),
@@ -202,14 +190,9 @@ impl Stack {
         }
     }
 
-    /// Stops the processes and removes the database. With `E2E_SHOW_LOGS` set, prints
-    /// every child's output first (it is always printed when a test fails).
+    /// Stops the processes and removes the database. Every child's output is printed when
+    /// a test fails, or with `TEST_LOG` set.
     pub async fn finish(mut self) {
-        if std::env::var_os("E2E_SHOW_LOGS").is_some() {
-            for s in self.backends.iter().map(|b| &b.service).chain(&self.mock) {
-                eprintln!("----- output of {} -----\n{}", s.name(), s.log());
-            }
-        }
         for b in &mut self.backends {
             let _ = b.service.kill().await;
         }

@@ -1,7 +1,9 @@
-//! Child processes for end-to-end tests and benchmarks: the workspace's real binaries,
-//! started with a clean environment, their output drained in the background (so a pipe
-//! never fills and blocks them), ready only once they answer, and killed on drop.
+//! Child processes for tests: the one launcher of the workspace's real binaries
+//! ([`command`]: environment cleared, then an allow-list, then what the test sets), and
+//! [`Service`], a started server whose output is drained in the background (so a pipe
+//! never fills and blocks it), ready only once it answers, and killed on drop.
 
+use std::ffi::OsStr;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -48,7 +50,21 @@ pub fn workspace_bin(name: &str) -> anyhow::Result<PathBuf> {
 
 /// Environment variables a child inherits from the test process; everything else is
 /// given explicitly, so a developer's `OPENAI_API_KEY` or `DATABASE_URL` never leaks in.
-const INHERITED: [&str; 4] = ["PATH", "HOME", "TMPDIR", "LANG"];
+pub const INHERITED: [&str; 4] = ["PATH", "HOME", "TMPDIR", "LANG"];
+
+/// The one way tests start a program: its environment cleared, then only [`INHERITED`]
+/// copied in; the test adds what the child should see with `.env(…)`. Stdin is null and
+/// the child is killed when its handle is dropped; stdout and stderr are the caller's to set.
+pub fn command(program: impl AsRef<OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env_clear().stdin(Stdio::null()).kill_on_drop(true);
+    for k in INHERITED {
+        if let Some(v) = std::env::var_os(k) {
+            cmd.env(k, v);
+        }
+    }
+    cmd
+}
 
 /// How to start a child.
 #[derive(Debug, Clone)]
@@ -88,7 +104,8 @@ impl Spawn {
 }
 
 /// A running child that logged `listening on http://ADDR` and answers its ready path.
-/// Killed when dropped; its output is printed if the test is failing.
+/// Killed when dropped; its output is printed then if the test is failing or `TEST_LOG`
+/// is set.
 pub struct Service {
     name: String,
     addr: SocketAddr,
@@ -150,18 +167,10 @@ fn drain<R: AsyncRead + Unpin + Send + 'static>(
 impl Service {
     /// Starts the child and waits, up to `spec.ready_within`, until it is ready.
     pub async fn start(spec: Spawn) -> anyhow::Result<Service> {
-        let mut cmd = Command::new(&spec.program);
+        let mut cmd = command(&spec.program);
         cmd.args(&spec.args)
-            .env_clear()
-            .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for k in INHERITED {
-            if let Some(v) = std::env::var_os(k) {
-                cmd.env(k, v);
-            }
-        }
+            .stderr(Stdio::piped());
         cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd
             .spawn()
@@ -299,7 +308,7 @@ fn describe(status: Option<ExitStatus>) -> String {
 impl Drop for Service {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
-        if std::thread::panicking() {
+        if std::thread::panicking() || crate::logs::enabled() {
             eprintln!(
                 "----- output of {} ({}) -----\n{}",
                 self.name,
@@ -312,7 +321,32 @@ impl Drop for Service {
 
 #[cfg(test)]
 mod tests {
-    use super::listening_addr;
+    use super::{INHERITED, command, listening_addr};
+
+    /// Whatever the test process has (cargo sets `CARGO_*` for every test), a child sees
+    /// only the allow-list and what the test gives it.
+    #[tokio::test]
+    async fn a_child_sees_only_the_allowed_environment_and_what_the_test_sets() {
+        assert!(
+            std::env::var_os("CARGO_PKG_NAME").is_some(),
+            "the test runner sets CARGO_PKG_NAME, which must not leak"
+        );
+        let out = command("env")
+            .env("TODO_GIVEN", "yes")
+            .output()
+            .await
+            .expect("running env");
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).expect("UTF-8 environment");
+        let names: Vec<&str> = text.lines().filter_map(|l| l.split('=').next()).collect();
+        assert!(names.contains(&"TODO_GIVEN"), "{text}");
+        for name in names {
+            assert!(
+                name == "TODO_GIVEN" || INHERITED.contains(&name),
+                "{name} leaked into the child: {text}"
+            );
+        }
+    }
 
     #[test]
     fn the_address_is_found_in_plain_and_structured_log_lines() {

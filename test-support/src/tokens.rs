@@ -1,13 +1,12 @@
-//! Test tokens: signed with the committed test keys (`mcp-server/tests/keys`), a JWKS built
-//! from them served by wiremock, and the broken tokens an attacker would try. Shared by the
-//! todo-mcp and todo-backend tests (`#[path]`-included).
-
-#![allow(dead_code, clippy::unwrap_used)]
+//! Test tokens: signed with the committed test keys (`test-support/keys`), a JWKS built
+//! from them served by wiremock, the broken tokens an attacker would try, and a proptest
+//! strategy of hostile `Authorization` values.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use jsonwebtoken::jwk::{Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use proptest::prelude::*;
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -19,7 +18,7 @@ pub const OTHER_SECRET: &str = "a-different-test-secret-0123456789abcdef";
 /// The service secret between backend and todo-mcp in tests.
 pub const SERVICE_SECRET: &str = "test-only-service-secret-0123456789abcd";
 
-const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../mcp-server/tests/keys");
+const KEYS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/keys");
 
 /// The committed test key pairs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,4 +203,70 @@ pub fn hs256_with_kid(kid: &str, secret: &[u8], claims: &Value) -> String {
 /// The public JWK of `key` serialised, a value an attacker can read from the JWKS.
 pub fn public_jwk_bytes(key: TestKey) -> Vec<u8> {
     serde_json::to_vec(&key.jwk()).unwrap()
+}
+
+/// Authorization header values: raw bytes, bearer-shaped junk, and mutations of a valid token.
+pub fn authorization_values(valid: String) -> impl Strategy<Value = Vec<u8>> {
+    let segment = proptest::collection::vec(
+        prop_oneof![
+            proptest::char::range('a', 'z'),
+            proptest::char::range('A', 'Z'),
+            proptest::char::range('0', '9'),
+            Just('-'),
+            Just('_'),
+            Just('.'),
+            Just('='),
+        ],
+        0..200,
+    )
+    .prop_map(|c| c.into_iter().collect::<String>());
+    let v2 = valid.clone();
+    prop_oneof![
+        proptest::collection::vec(any::<u8>(), 0..300),
+        segment
+            .clone()
+            .prop_map(|s| format!("Bearer {s}").into_bytes()),
+        (segment.clone(), segment.clone(), segment)
+            .prop_map(|(a, b, c)| format!("Bearer {a}.{b}.{c}").into_bytes()),
+        (0..valid.len(), any::<u8>()).prop_map(move |(i, b)| {
+            let mut t = format!("Bearer {valid}").into_bytes();
+            let i = i + "Bearer ".len();
+            t[i] = b;
+            t
+        }),
+        (0..v2.len()).prop_map(move |n| format!("Bearer {}", &v2[..n]).into_bytes()),
+    ]
+}
+
+/// Sends 256 hostile `Authorization` values ([`authorization_values`] of `valid`) through
+/// `send`, each with a random flag the caller may use to pick a route, and fails on any
+/// 5xx. A value the client refuses to send never reaches the server and is passed over.
+pub fn no_authorization_value_gets_a_server_error<F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    valid: String,
+    send: F,
+) where
+    F: Fn(Vec<u8>, bool) -> Fut,
+    Fut: std::future::Future<Output = reqwest::Result<reqwest::StatusCode>>,
+{
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases: 256,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    runner
+        .run(
+            &(authorization_values(valid), any::<bool>()),
+            |(value, flag)| {
+                if let Ok(status) = rt.block_on(send(value.clone(), flag)) {
+                    prop_assert!(
+                        !status.is_server_error(),
+                        "{status} for {:?}",
+                        String::from_utf8_lossy(&value)
+                    );
+                }
+                Ok(())
+            },
+        )
+        .unwrap();
 }
