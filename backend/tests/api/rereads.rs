@@ -2,7 +2,7 @@
 //! `list_tasks` round after round): the turn ends with what was read, after one repeat.
 
 use serde_json::{Value, json};
-use todo_mcp::testing::Kind;
+use todo_test_support::Kind;
 use wiremock::{Request, Respond, ResponseTemplate};
 
 use crate::helpers::*;
