@@ -19,6 +19,5 @@ pub mod preflight;
 pub mod remote_read;
 pub mod retention;
 pub mod sse;
-pub mod store;
 pub mod telemetry;
 pub mod usage;

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use sqlx::Connection;
 
-use crate::db::{Database, DbOptions};
+use todo_core::db::{Database, DbOptions};
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

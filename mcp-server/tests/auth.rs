@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::json;
-use todo_mcp::auth::{AuthError, AuthSettings, ServiceCredential, VerifiedUser, Verifier};
+use todo_core::auth::{AuthError, AuthSettings, ServiceCredential, VerifiedUser, Verifier};
 use tokens::*;
 
 fn secret(s: &str) -> Option<SecretString> {

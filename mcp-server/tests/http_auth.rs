@@ -14,9 +14,9 @@ use std::time::Duration;
 use proptest::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use todo_mcp::auth::{AuthSettings, ServiceCredential, Verifier};
+use todo_core::auth::{AuthSettings, ServiceCredential, Verifier};
+use todo_core::tasks::{ListFilter, TaskStore};
 use todo_mcp::http::{self, HttpSettings};
-use todo_mcp::tasks::{ListFilter, TaskStore};
 use todo_mcp::testing::{Kind, TestDb};
 use tokens::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -49,7 +49,7 @@ impl Server {
         let app = http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
+                allowed_hosts: todo_service::runtime::allowed_hosts(local),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),
@@ -106,7 +106,7 @@ async fn result(resp: reqwest::Response) -> Value {
 
 fn all() -> ListFilter {
     ListFilter {
-        status: todo_mcp::tasks::StatusFilter::All,
+        status: todo_core::tasks::StatusFilter::All,
         query: None,
         tag: None,
         due_before: None,

@@ -16,7 +16,7 @@ use rmcp::model::{CallToolRequestParams, CallToolResult, Tool};
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
-use todo_mcp::tasks::{Task, TaskPage, TaskStore};
+use todo_core::tasks::{Task, TaskPage, TaskStore};
 use todo_mcp::testing::{Kind, TestDb};
 use todo_mcp::tools::{Identity, TaskTools};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
@@ -559,9 +559,9 @@ async fn a_user_id_argument_is_accepted_only_when_it_names_the_caller() {
     .await;
 }
 
-fn all_filter() -> todo_mcp::tasks::ListFilter {
-    todo_mcp::tasks::ListFilter {
-        status: todo_mcp::tasks::StatusFilter::All,
+fn all_filter() -> todo_core::tasks::ListFilter {
+    todo_core::tasks::ListFilter {
+        status: todo_core::tasks::StatusFilter::All,
         limit: 100,
         ..Default::default()
     }

@@ -13,8 +13,8 @@ use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::service::RunningService;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
+use todo_core::tasks::{ChangeKind, Task, TaskStore, UndoReport};
 use todo_mcp::http::{HttpSettings, router};
-use todo_mcp::tasks::{ChangeKind, Task, TaskStore, UndoReport};
 use todo_mcp::testing::{Kind, TestDb};
 use todo_mcp::tools::{Identity, TaskTools};
 use tokio::time::timeout;
@@ -91,7 +91,7 @@ async fn add(client: &Client, title: &str) -> Task {
 
 /// Task numbers the client sees as live.
 async fn live(client: &Client) -> Vec<i64> {
-    let page: todo_mcp::tasks::TaskPage =
+    let page: todo_core::tasks::TaskPage =
         ok(&call(client, "list_tasks", json!({"status": "all"})).await);
     page.tasks.iter().map(|t| t.id).collect()
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use sqlx::Connection;
-use todo_mcp::db::{Database, DbOptions};
+use todo_core::db::{Database, DbOptions};
 use todo_mcp::testing::{Kind, TestDb, postgres_admin_url, postgres_required};
 
 /// The same server URL with another database name, keeping user, host and options.

@@ -11,7 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use todo_mcp::tasks::{
+use todo_core::tasks::{
     Due, ListFilter, NewTask, Priority, StatusFilter, StoreError, Task, TaskPatch, TaskStore,
 };
 use todo_mcp::testing::{Kind, TestDb};

@@ -9,8 +9,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use todo_mcp::db::Database;
-use todo_mcp::tasks::{
+use todo_core::db::Database;
+use todo_core::tasks::{
     ChangeKind, Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPatch, TaskStore,
     UndoError,
 };

@@ -2,7 +2,6 @@
 //! assistant tool call answered by exactly one tool message), bounded by a token estimate.
 
 use crate::agent::llm::{WireFunction, WireMessage, WireToolCall};
-use crate::store::{Message, Role};
 
 /// Said to the model for a call whose result was never recorded (a crash mid-turn).
 pub const INTERRUPTED: &str = "No result was recorded for this call (the turn was interrupted). \
@@ -27,6 +26,7 @@ pub fn estimate_tokens(m: &WireMessage) -> usize {
             content,
         } => tool_call_id.len() + content.len(),
     };
+    use todo_core::conversations::{Message, Role};
     chars / 4 + 4
 }
 
@@ -116,7 +116,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::store::ToolCallRecord;
+    use todo_core::conversations::ToolCallRecord;
 
     fn msg(seq: i64, role: Role, content: &str) -> Message {
         Message {

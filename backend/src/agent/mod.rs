@@ -18,15 +18,15 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::Value;
-use todo_mcp::tasks::TaskStore;
+use todo_core::conversations::{
+    ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
+};
+use todo_core::tasks::TaskStore;
 use uuid::Uuid;
 
 use self::llm::{Completion, Llm, LlmError, WireFunction, WireMessage, WireToolCall};
 use self::toolbox::{ToolOutcome, ToolSession, Toolbox};
 use crate::metrics::Metrics;
-use crate::store::{
-    ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
-};
 use crate::usage::{Prices, TokenUsage};
 
 /// Bounds on one turn.
@@ -334,8 +334,8 @@ impl Agent {
         );
         let stored = stored?;
         let open = open.map_err(|e| match e {
-            todo_mcp::tasks::StoreError::Database(d) => TurnError::Store(StoreError::Database(d)),
-            todo_mcp::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
+            todo_core::tasks::StoreError::Database(d) => TurnError::Store(StoreError::Database(d)),
+            todo_core::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
         })?;
         let session = session.map_err(TurnError::Tools)?;
         let open = if remote {

@@ -15,14 +15,14 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveTime, Utc};
 use rmcp::model::JsonObject;
 use serde_json::{Value, json};
-use todo_mcp::tasks::when::{self, When};
+use todo_core::conversations::{Lease, NewMessage, Role, ToolCallRecord, ToolExecution};
+use todo_core::tasks::when::{self, When};
 use uuid::Uuid;
 
 use self::parse::{Change, Command, ListView, Malformed};
 use self::render::Here;
 use crate::agent::toolbox::ToolOutcome;
 use crate::agent::{Agent, ToolCallReport, TurnAnswer, TurnError, TurnRequest};
-use crate::store::{Lease, NewMessage, Role, ToolCallRecord, ToolExecution};
 
 /// What a free-form message is answered with when no model is configured.
 pub const NO_MODEL: &str = "No language model is configured here, so I only understand commands. \

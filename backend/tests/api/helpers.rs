@@ -181,8 +181,8 @@ impl TestApp {
         const SQL: &str = "SELECT user_id, conversation_id, tool, arguments, result, is_error, \
                            duration_ms FROM tool_executions ORDER BY id";
         match &self.db.as_ref().expect("database").db {
-            todo_mcp::db::Database::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await,
-            todo_mcp::db::Database::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await,
+            todo_core::db::Database::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await,
+            todo_core::db::Database::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await,
         }
         .expect("audit rows")
     }

@@ -9,9 +9,9 @@ use axum::middleware::Next;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use todo_mcp::auth::{AuthSettings, Verifier};
+use todo_core::auth::{AuthSettings, Verifier};
+use todo_core::tasks::TaskStore;
 use todo_mcp::http::{self, HttpSettings};
-use todo_mcp::tasks::TaskStore;
 use todo_mcp::testing::{Kind, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +44,7 @@ impl RemoteMcp {
         let app = http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
+                allowed_hosts: todo_service::runtime::allowed_hosts(local),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),
@@ -201,7 +201,7 @@ async fn a_turn_through_a_remote_server_is_one_undo_group() {
     mcp.store
         .add(
             "alice",
-            todo_mcp::tasks::NewTask {
+            todo_core::tasks::NewTask {
                 title: "Earlier".into(),
                 description: None,
                 due: None,

@@ -5,7 +5,7 @@
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::tasks::NewTask;
+use todo_core::tasks::NewTask;
 use todo_mcp::testing::Kind;
 
 use crate::helpers::*;

@@ -3,8 +3,8 @@
 
 use chrono::{Duration, Utc};
 use todo_backend::retention::{Retention, Swept, sweep};
-use todo_mcp::db::Database;
-use todo_mcp::tasks::NewTask;
+use todo_core::db::Database;
+use todo_core::tasks::NewTask;
 use todo_mcp::testing::{Kind, TestDb};
 
 /// Runs one statement with a timestamp and a text parameter on either database.

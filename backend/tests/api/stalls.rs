@@ -13,9 +13,9 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
 use todo_backend::agent::TurnLimits;
-use todo_mcp::auth::{AuthSettings, Verifier};
+use todo_core::auth::{AuthSettings, Verifier};
+use todo_core::tasks::TaskStore;
 use todo_mcp::http::{self, HttpSettings};
-use todo_mcp::tasks::TaskStore;
 use todo_mcp::testing::{Kind, TestDb};
 use tokio_util::sync::CancellationToken;
 
@@ -64,7 +64,7 @@ impl StallingMcp {
         let app = http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
+                allowed_hosts: todo_service::runtime::allowed_hosts(local),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),

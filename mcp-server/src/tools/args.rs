@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::tasks::{Priority, StatusFilter};
+use todo_core::tasks::{Priority, StatusFilter};
 
 /// The time zone in which date-times without a UTC offset are read when no caller names
 /// one: `TODO_TIMEZONE`, else the machine's zone (`TZ`, `/etc/timezone`, `/etc/localtime`),

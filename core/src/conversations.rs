@@ -4,11 +4,11 @@
 
 use std::sync::Arc;
 
+use crate::db::Database;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
-use todo_mcp::db::Database;
 use uuid::Uuid;
 
 /// Why a store call failed.
