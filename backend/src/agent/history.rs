@@ -1,6 +1,8 @@
 //! Turning stored messages into what the model is sent: always a valid sequence (every
 //! assistant tool call answered by exactly one tool message), bounded by a token estimate.
 
+use todo_core::conversations::{Message, Role};
+
 use crate::agent::llm::{WireFunction, WireMessage, WireToolCall};
 
 /// Said to the model for a call whose result was never recorded (a crash mid-turn).
@@ -26,7 +28,6 @@ pub fn estimate_tokens(m: &WireMessage) -> usize {
             content,
         } => tool_call_id.len() + content.len(),
     };
-    use todo_core::conversations::{Message, Role};
     chars / 4 + 4
 }
 
