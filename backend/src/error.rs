@@ -116,7 +116,7 @@ impl From<todo_core::conversations::StoreError> for ApiError {
             )
             .with_retry_after(1),
             todo_core::conversations::StoreError::Database(d) => {
-                ApiError::unavailable("database call failed", &d)
+                ApiError::unavailable("database call failed", &todo_core::error::Chain(&d))
             }
         }
     }

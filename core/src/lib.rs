@@ -5,4 +5,6 @@
 pub mod auth;
 pub mod conversations;
 pub mod db;
+pub mod error;
 pub mod tasks;
+pub mod user;

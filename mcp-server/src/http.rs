@@ -133,7 +133,7 @@ async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response
                 Err(e) => Err(e),
             };
             match verified {
-                Ok(user) => user.sub,
+                Ok(user) => user.sub.into(),
                 Err(e) => return gate.unauthorized(req.headers(), &e),
             }
         }

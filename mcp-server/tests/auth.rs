@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::json;
-use todo_core::auth::{AuthError, AuthSettings, ServiceCredential, VerifiedUser, Verifier};
+use todo_core::auth::{AuthError, AuthSettings, ServiceCredential, UserId, VerifiedUser, Verifier};
 use tokens::*;
 
 fn secret(s: &str) -> Option<SecretString> {
@@ -38,7 +38,7 @@ fn jwks_settings(url: String, interval: Duration) -> AuthSettings {
 
 fn user(sub: &str) -> Result<VerifiedUser, AuthError> {
     Ok(VerifiedUser {
-        sub: sub.to_string(),
+        sub: UserId::parse(sub).unwrap(),
         service: false,
     })
 }
@@ -346,7 +346,7 @@ async fn the_service_credential_is_accepted_only_where_configured_and_only_as_is
     assert_eq!(
         mcp.verify(&token).await,
         Ok(VerifiedUser {
-            sub: "alice".into(),
+            sub: UserId::parse("alice").unwrap(),
             service: true
         })
     );

@@ -21,6 +21,7 @@ use serde_json::Value;
 use todo_core::conversations::{
     ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
 };
+use todo_core::error::Chain;
 use todo_core::tasks::TaskStore;
 use uuid::Uuid;
 
@@ -187,7 +188,7 @@ impl Agent {
             {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire")
+                    tracing::warn!(error = %Chain(&e), "releasing a conversation lease failed; it will expire")
                 }
                 Err(_) => {
                     tracing::warn!("releasing a conversation lease timed out; it will expire")
@@ -606,7 +607,7 @@ impl Agent {
                 });
             }
             if let Err(e) = self.conversations.record_tools(&audits).await {
-                tracing::error!(error = %e, calls = audits.len(), "recording tool executions failed");
+                tracing::error!(error = %Chain(&e), calls = audits.len(), "recording tool executions failed");
             }
             // Writes that all succeeded need no second model call to be confirmed.
             if self.limits.compose_confirmations

@@ -16,6 +16,7 @@ use chrono::{DateTime, NaiveTime, Utc};
 use rmcp::model::JsonObject;
 use serde_json::{Value, json};
 use todo_core::conversations::{Lease, NewMessage, Role, ToolCallRecord, ToolExecution};
+use todo_core::error::Chain;
 use todo_core::tasks::when::{self, When};
 use uuid::Uuid;
 
@@ -198,7 +199,7 @@ pub async fn run(agent: &Agent, mut req: TurnRequest) -> Result<TurnAnswer, Turn
     if result.is_err()
         && let Err(e) = agent.conversations.release(id, &lease).await
     {
-        tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
+        tracing::warn!(error = %Chain(&e), "releasing a conversation lease failed; it will expire");
     }
     result
 }
@@ -310,7 +311,7 @@ async fn call(
         duration_ms: elapsed.as_millis() as i64,
     };
     if let Err(e) = agent.conversations.record_tools(&[audit]).await {
-        tracing::error!(error = %e, "recording a command's tool execution failed");
+        tracing::error!(error = %Chain(&e), "recording a command's tool execution failed");
     }
     let records = vec![
         NewMessage {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use todo_core::tasks::{NewTask, Task, TaskStore};
+use todo_core::tasks::{NewTask, Task, TaskStore, Title};
 use todo_mcp::testing::Kind;
 use wiremock::{Request, ResponseTemplate};
 
@@ -21,7 +21,7 @@ async fn add(store: &Arc<dyn TaskStore>, user: &str, title: &str) -> Task {
         .add(
             user,
             NewTask {
-                title: title.into(),
+                title: Title::parse(title).unwrap(),
                 description: None,
                 due: None,
                 priority: Default::default(),

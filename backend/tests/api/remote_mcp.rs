@@ -202,7 +202,7 @@ async fn a_turn_through_a_remote_server_is_one_undo_group() {
         .add(
             "alice",
             todo_core::tasks::NewTask {
-                title: "Earlier".into(),
+                title: todo_core::tasks::Title::parse("Earlier").unwrap(),
                 description: None,
                 due: None,
                 priority: Default::default(),

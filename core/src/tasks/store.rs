@@ -1,17 +1,19 @@
-//! The task store: one interface, implemented for PostgreSQL and SQLite from one body of SQL.
+//! The task store: one interface, one implementation over either database. The SQL is the
+//! same for both dialects (`$N` parameters, `RETURNING`, `ON CONFLICT … DO UPDATE`); only
+//! the driver a query runs on is chosen per call (`db::on_pool!`).
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 
-use super::journal::{self, ChangeKind, UndoError, sql_journal};
-
+use super::journal::{ChangeKind, UndoError, UndoReport};
 use super::model::{
     Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPage, TaskPatch, decode_tags,
     encode_tags, like_pattern, search_text,
 };
+use crate::db::{Database, Transaction, on_pool, on_tx};
+use crate::error::{DbError, failed};
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +21,9 @@ pub enum StoreError {
     /// No live task with that number for this user (another user's task included).
     #[error("task not found")]
     NotFound,
-    /// The database failed or could not be reached.
-    #[error("database error")]
-    Database(#[from] sqlx::Error),
+    /// The database failed or could not be reached; the error names the operation.
+    #[error(transparent)]
+    Database(#[from] DbError),
 }
 
 /// Persistence of tasks. Every method is scoped to one user in SQL.
@@ -43,24 +45,118 @@ pub trait TaskStore: Send + Sync + 'static {
     /// one every change is its own group.
     fn grouped(&self, group: &str) -> Arc<dyn TaskStore>;
     /// Reverts the user's most recent group of changes not yet undone (see `journal`).
-    async fn undo(&self, user: &str) -> Result<journal::UndoReport, UndoError>;
+    async fn undo(&self, user: &str) -> Result<UndoReport, UndoError>;
 }
 
-/// The columns every task query returns, as a literal so queries stay `&'static str`.
-macro_rules! columns {
+/// The columns of [`TaskRow`], as a literal so that queries stay `&'static str`.
+macro_rules! task_columns {
     () => {
-        "number, title, description, completed, due_at, due_all_day, priority, \
-         tags, created_at, updated_at, completed_at, deleted_at"
+        "number, title, description, completed, due_at, due_all_day, priority, tags, \
+         created_at, updated_at, completed_at, deleted_at"
     };
 }
+pub(crate) use task_columns;
 
-fn now() -> DateTime<Utc> {
-    // Microsecond precision round-trips through both databases unchanged.
+/// A task as stored: what every task query returns.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct TaskRow {
+    number: i64,
+    title: String,
+    description: Option<String>,
+    completed: bool,
+    due_at: Option<DateTime<Utc>>,
+    due_all_day: bool,
+    priority: i16,
+    tags: String,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    completed_at: Option<DateTime<Utc>>,
+    deleted_at: Option<DateTime<Utc>>,
+}
+
+impl From<TaskRow> for Task {
+    fn from(r: TaskRow) -> Task {
+        Task {
+            id: r.number,
+            title: r.title,
+            description: r.description,
+            completed: r.completed,
+            due: r.due_at.map(|at| {
+                Due {
+                    at,
+                    all_day: r.due_all_day,
+                }
+                .render()
+            }),
+            priority: Priority::from_i16(r.priority),
+            tags: decode_tags(&r.tags),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            completed_at: r.completed_at,
+            deleted_at: r.deleted_at,
+        }
+    }
+}
+
+/// Takes the user's next task number (their counter row is created on first use).
+const NEXT_NUMBER: &str = "INSERT INTO task_counters (user_id, last_number) VALUES ($1, 1) \
+     ON CONFLICT (user_id) DO UPDATE SET last_number = task_counters.last_number + 1 \
+     RETURNING last_number";
+
+const INSERT_TASK: &str = concat!(
+    "INSERT INTO tasks (user_id, number, title, description, due_at, due_all_day, priority, \
+     tags, created_at, updated_at, search_text) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING ",
+    task_columns!()
+);
+
+const GET_LIVE_TASK: &str = concat!(
+    "SELECT ",
+    task_columns!(),
+    " FROM tasks WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL"
+);
+
+/// One statement, so concurrent changes to different fields never undo each other (and on
+/// PostgreSQL the row stays locked until the search text follows).
+const UPDATE_TASK: &str = concat!(
+    "UPDATE tasks SET \
+       title = COALESCE($3, title), \
+       description = CASE WHEN $4 THEN $5 ELSE description END, \
+       due_at = CASE WHEN $6 THEN $7 ELSE due_at END, \
+       due_all_day = CASE WHEN $6 THEN $8 ELSE due_all_day END, \
+       priority = COALESCE($9, priority), \
+       tags = COALESCE($10, tags), \
+       completed_at = CASE WHEN $11 IS NULL THEN completed_at \
+                           WHEN $11 THEN COALESCE(completed_at, $12) ELSE NULL END, \
+       completed = COALESCE($11, completed), \
+       updated_at = $12 \
+     WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL \
+     RETURNING ",
+    task_columns!()
+);
+
+const UPDATE_SEARCH_TEXT: &str =
+    "UPDATE tasks SET search_text = $3 WHERE user_id = $1 AND number = $2";
+
+const TRASH_TASK: &str = concat!(
+    "UPDATE tasks SET deleted_at = $3, updated_at = $3 \
+     WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL RETURNING ",
+    task_columns!()
+);
+
+const RESTORE_TASK: &str = concat!(
+    "UPDATE tasks SET deleted_at = NULL, updated_at = $3 \
+     WHERE user_id = $1 AND number = $2 AND deleted_at IS NOT NULL RETURNING ",
+    task_columns!()
+);
+
+/// Now, at the microsecond precision that round-trips through both databases unchanged.
+pub(crate) fn now() -> DateTime<Utc> {
     let t = Utc::now();
     DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
 }
 
-/// Builds the WHERE clause and ORDER of a list; parameters from `$2` on, `$1` is the user.
+/// The SQL and parameters of a list: `$1` is the user, the filter's values follow.
 struct ListSql {
     sql: String,
     query: Option<String>,
@@ -71,7 +167,8 @@ struct ListSql {
 
 impl ListSql {
     fn new(f: &ListFilter) -> ListSql {
-        let mut sql = concat!("SELECT ", columns!(), " FROM tasks WHERE user_id = $1").to_string();
+        let mut sql =
+            concat!("SELECT ", task_columns!(), " FROM tasks WHERE user_id = $1").to_string();
         sql.push_str(match f.status {
             StatusFilter::Pending => " AND deleted_at IS NULL AND completed = FALSE",
             StatusFilter::Completed => " AND deleted_at IS NULL AND completed = TRUE",
@@ -115,158 +212,124 @@ impl ListSql {
     }
 }
 
-/// One implementation of [`TaskStore`] per sqlx driver, from the same SQL.
-/// Both dialects accept `$N` parameters, `RETURNING` and `ON CONFLICT … DO UPDATE`.
-macro_rules! sql_task_store {
-    ($name:ident, $db:ty, $row:ty) => {
-        /// Task store on this database.
-        #[derive(Clone, Debug)]
-        pub struct $name {
-            pool: sqlx::Pool<$db>,
-            /// The undo group of this store's changes; `None`: one group per change.
-            group: Option<Arc<str>>,
-        }
+/// The task store on a database.
+#[derive(Clone, Debug)]
+pub struct SqlTaskStore {
+    pub(crate) db: Database,
+    /// The undo group of this store's changes; `None`: one group per change.
+    pub(crate) group: Option<Arc<str>>,
+}
 
-        sql_journal!($name, $db, $row);
+impl SqlTaskStore {
+    pub fn new(db: Database) -> Self {
+        SqlTaskStore { db, group: None }
+    }
 
-        impl $name {
-            pub fn new(pool: sqlx::Pool<$db>) -> Self {
-                Self { pool, group: None }
-            }
+    pub(crate) async fn begin(&self) -> Result<Transaction, DbError> {
+        self.db
+            .begin()
+            .await
+            .map_err(failed("starting a transaction"))
+    }
+}
 
-            fn task_from_row(row: &$row) -> Result<Task, sqlx::Error> {
-                let due_at: Option<DateTime<Utc>> = row.try_get("due_at")?;
-                let all_day: bool = row.try_get("due_all_day")?;
-                let tags: String = row.try_get("tags")?;
-                let priority: i16 = row.try_get("priority")?;
-                Ok(Task {
-                    id: row.try_get("number")?,
-                    title: row.try_get("title")?,
-                    description: row.try_get("description")?,
-                    completed: row.try_get("completed")?,
-                    due: due_at.map(|at| Due { at, all_day }.render()),
-                    priority: Priority::from_i16(priority),
-                    tags: decode_tags(&tags),
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                    completed_at: row.try_get("completed_at")?,
-                    deleted_at: row.try_get("deleted_at")?,
-                })
-            }
+pub(crate) async fn commit(tx: Transaction, what: &'static str) -> Result<(), DbError> {
+    tx.commit().await.map_err(failed(what))
+}
 
-            fn one(row: Option<$row>) -> Result<Task, StoreError> {
-                match row {
-                    Some(r) => Ok(Self::task_from_row(&r)?),
-                    None => Err(StoreError::NotFound),
-                }
-            }
-        }
-
-        #[async_trait]
-        impl TaskStore for $name {
-            async fn add(&self, user: &str, t: NewTask) -> Result<Task, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let number: i64 = sqlx::query_scalar(
-                    "INSERT INTO task_counters (user_id, last_number) VALUES ($1, 1) \
-                     ON CONFLICT (user_id) DO UPDATE SET last_number = task_counters.last_number + 1 \
-                     RETURNING last_number",
-                )
+#[async_trait]
+impl TaskStore for SqlTaskStore {
+    async fn add(&self, user: &str, t: NewTask) -> Result<Task, StoreError> {
+        let mut tx = self.begin().await?;
+        let number: i64 = on_tx!(&mut tx, |c| {
+            sqlx::query_scalar(NEXT_NUMBER)
                 .bind(user)
-                .fetch_one(&mut *tx)
-                .await?;
-                let ts = now();
-                let row = sqlx::query(concat!(
-                    "INSERT INTO tasks (user_id, number, title, description, due_at, due_all_day, \
-                     priority, tags, created_at, updated_at, search_text) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING ", columns!(), ""
-                ))
+                .fetch_one(c)
+                .await
+        })
+        .map_err(failed("numbering a new task"))?;
+        let ts = now();
+        let search = search_text(&t.title, t.description.as_deref());
+        let row: TaskRow = on_tx!(&mut tx, |c| {
+            sqlx::query_as(INSERT_TASK)
                 .bind(user)
                 .bind(number)
-                .bind(&t.title)
+                .bind(t.title.as_str())
                 .bind(&t.description)
                 .bind(t.due.map(|d| d.at))
                 .bind(t.due.is_some_and(|d| d.all_day))
                 .bind(t.priority.as_i16())
                 .bind(encode_tags(&t.tags))
                 .bind(ts)
-                .bind(search_text(&t.title, t.description.as_deref()))
-                .fetch_one(&mut *tx)
-                .await?;
-                let task = Self::task_from_row(&row)?;
-                self.journal(&mut tx, user, ChangeKind::Add, None, &task).await?;
-                tx.commit().await?;
-                Ok(task)
-            }
+                .bind(&search)
+                .fetch_one(c)
+                .await
+        })
+        .map_err(failed("inserting a task"))?;
+        let task = Task::from(row);
+        self.journal(&mut tx, user, ChangeKind::Add, None, &task)
+            .await?;
+        commit(tx, "committing a new task").await?;
+        Ok(task)
+    }
 
-            async fn get(&self, user: &str, id: i64) -> Result<Task, StoreError> {
-                let row = sqlx::query(concat!(
-                    "SELECT ", columns!(), " FROM tasks WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL"
-                ))
+    async fn get(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+        let row: Option<TaskRow> = on_pool!(&self.db, |p| {
+            sqlx::query_as(GET_LIVE_TASK)
                 .bind(user)
                 .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-                Self::one(row)
-            }
+                .fetch_optional(p)
+                .await
+        })
+        .map_err(failed("reading a task"))?;
+        row.map(Task::from).ok_or(StoreError::NotFound)
+    }
 
-            async fn list(&self, user: &str, f: &ListFilter) -> Result<TaskPage, StoreError> {
-                let l = ListSql::new(f);
-                // Built only from constant fragments; every value is a bind parameter.
-                let mut q = sqlx::query(sqlx::AssertSqlSafe(l.sql.as_str())).bind(user);
-                if let Some(p) = &l.query {
-                    q = q.bind(p);
-                }
-                if let Some(t) = &l.tag {
-                    q = q.bind(t);
-                }
-                if let Some(b) = l.due_before {
-                    q = q.bind(b);
-                }
-                if let Some(a) = l.due_after {
-                    q = q.bind(a);
-                }
-                // One row more than the page tells whether another page follows.
-                let rows = q
-                    .bind(i64::from(f.limit) + 1)
-                    .bind(i64::from(f.offset))
-                    .fetch_all(&self.pool)
-                    .await?;
-                let mut tasks = rows
-                    .iter()
-                    .map(Self::task_from_row)
-                    .collect::<Result<Vec<_>, _>>()?;
-                let next_offset = if tasks.len() > f.limit as usize {
-                    tasks.truncate(f.limit as usize);
-                    Some(f.offset + f.limit)
-                } else {
-                    None
-                };
-                Ok(TaskPage { tasks, next_offset })
+    async fn list(&self, user: &str, f: &ListFilter) -> Result<TaskPage, StoreError> {
+        let l = ListSql::new(f);
+        // One row more than the page tells whether another page follows.
+        let limit = i64::from(f.limit) + 1;
+        let offset = i64::from(f.offset);
+        let rows: Vec<TaskRow> = on_pool!(&self.db, |p| {
+            // Built only from constant fragments; every value is a bind parameter.
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(l.sql.as_str())).bind(user);
+            if let Some(v) = &l.query {
+                q = q.bind(v);
             }
+            if let Some(v) = &l.tag {
+                q = q.bind(v);
+            }
+            if let Some(v) = l.due_before {
+                q = q.bind(v);
+            }
+            if let Some(v) = l.due_after {
+                q = q.bind(v);
+            }
+            q.bind(limit).bind(offset).fetch_all(p).await
+        })
+        .map_err(failed("listing tasks"))?;
+        let mut tasks: Vec<Task> = rows.into_iter().map(Task::from).collect();
+        let next_offset = if tasks.len() > f.limit as usize {
+            tasks.truncate(f.limit as usize);
+            Some(f.offset + f.limit)
+        } else {
+            None
+        };
+        Ok(TaskPage { tasks, next_offset })
+    }
 
-            async fn update(&self, user: &str, id: i64, p: &TaskPatch) -> Result<Task, StoreError> {
-                let text_changes = p.title.is_some() || p.description.is_some();
-                let mut tx = self.pool.begin().await?;
-                let Some(before) = Self::lock_task(&mut tx, user, id).await?.filter(|t| t.deleted_at.is_none()) else {
-                    return Err(StoreError::NotFound);
-                };
-                // One statement: concurrent changes to different fields never undo each other
-                // (and on PostgreSQL the row stays locked until the search text follows).
-                let row = sqlx::query(concat!(
-                    "UPDATE tasks SET \
-                       title = COALESCE($3, title), \
-                       description = CASE WHEN $4 THEN $5 ELSE description END, \
-                       due_at = CASE WHEN $6 THEN $7 ELSE due_at END, \
-                       due_all_day = CASE WHEN $6 THEN $8 ELSE due_all_day END, \
-                       priority = COALESCE($9, priority), \
-                       tags = COALESCE($10, tags), \
-                       completed_at = CASE WHEN $11 IS NULL THEN completed_at \
-                                           WHEN $11 THEN COALESCE(completed_at, $12) ELSE NULL END, \
-                       completed = COALESCE($11, completed), \
-                       updated_at = $12 \
-                     WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL \
-                     RETURNING ", columns!(), ""
-                ))
+    async fn update(&self, user: &str, id: i64, p: &TaskPatch) -> Result<Task, StoreError> {
+        let text_changes = p.title.is_some() || p.description.is_some();
+        let mut tx = self.begin().await?;
+        let Some(before) = Self::lock_task(&mut tx, user, id)
+            .await?
+            .filter(|t| t.deleted_at.is_none())
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let ts = now();
+        let row: Option<TaskRow> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(UPDATE_TASK)
                 .bind(user)
                 .bind(id)
                 .bind(p.title.as_deref())
@@ -278,84 +341,107 @@ macro_rules! sql_task_store {
                 .bind(p.priority.map(Priority::as_i16))
                 .bind(p.tags.as_deref().map(encode_tags))
                 .bind(p.completed)
-                .bind(now())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let task = Self::one(row)?;
-                if text_changes {
-                    sqlx::query("UPDATE tasks SET search_text = $3 WHERE user_id = $1 AND number = $2")
-                        .bind(user)
-                        .bind(id)
-                        .bind(search_text(&task.title, task.description.as_deref()))
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let only_completes = *p == TaskPatch { completed: Some(true), ..TaskPatch::default() };
-                let kind = if only_completes { ChangeKind::Complete } else { ChangeKind::Update };
-                self.journal(&mut tx, user, kind, Some(&before), &task).await?;
-                tx.commit().await?;
-                Ok(task)
-            }
+                .bind(ts)
+                .fetch_optional(c)
+                .await
+        })
+        .map_err(failed("updating a task"))?;
+        let task = row.map(Task::from).ok_or(StoreError::NotFound)?;
+        if text_changes {
+            let search = search_text(&task.title, task.description.as_deref());
+            on_tx!(&mut tx, |c| {
+                sqlx::query(UPDATE_SEARCH_TEXT)
+                    .bind(user)
+                    .bind(id)
+                    .bind(&search)
+                    .execute(c)
+                    .await
+                    .map(drop)
+            })
+            .map_err(failed("updating a task's search text"))?;
+        }
+        let only_completes = *p
+            == TaskPatch {
+                completed: Some(true),
+                ..TaskPatch::default()
+            };
+        let kind = if only_completes {
+            ChangeKind::Complete
+        } else {
+            ChangeKind::Update
+        };
+        self.journal(&mut tx, user, kind, Some(&before), &task)
+            .await?;
+        commit(tx, "committing a task update").await?;
+        Ok(task)
+    }
 
-            async fn delete(&self, user: &str, id: i64) -> Result<Task, StoreError> {
-                let ts = now();
-                let mut tx = self.pool.begin().await?;
-                let Some(before) = Self::lock_task(&mut tx, user, id).await?.filter(|t| t.deleted_at.is_none()) else {
-                    return Err(StoreError::NotFound);
-                };
-                let row = sqlx::query(concat!(
-                    "UPDATE tasks SET deleted_at = $3, updated_at = $3 \
-                     WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL RETURNING ", columns!(), ""
-                ))
+    async fn delete(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+        let ts = now();
+        let mut tx = self.begin().await?;
+        let Some(before) = Self::lock_task(&mut tx, user, id)
+            .await?
+            .filter(|t| t.deleted_at.is_none())
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let row: Option<TaskRow> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(TRASH_TASK)
                 .bind(user)
                 .bind(id)
                 .bind(ts)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let task = Self::one(row)?;
-                self.journal(&mut tx, user, ChangeKind::Delete, Some(&before), &task).await?;
-                tx.commit().await?;
-                Ok(task)
-            }
+                .fetch_optional(c)
+                .await
+        })
+        .map_err(failed("moving a task to the trash"))?;
+        let task = row.map(Task::from).ok_or(StoreError::NotFound)?;
+        self.journal(&mut tx, user, ChangeKind::Delete, Some(&before), &task)
+            .await?;
+        commit(tx, "committing a task deletion").await?;
+        Ok(task)
+    }
 
-            async fn restore(&self, user: &str, id: i64) -> Result<Task, StoreError> {
-                let mut tx = self.pool.begin().await?;
-                let Some(before) = Self::lock_task(&mut tx, user, id).await?.filter(|t| t.deleted_at.is_some()) else {
-                    return Err(StoreError::NotFound);
-                };
-                let row = sqlx::query(concat!(
-                    "UPDATE tasks SET deleted_at = NULL, updated_at = $3 \
-                     WHERE user_id = $1 AND number = $2 AND deleted_at IS NOT NULL RETURNING ", columns!(), ""
-                ))
+    async fn restore(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+        let mut tx = self.begin().await?;
+        let Some(before) = Self::lock_task(&mut tx, user, id)
+            .await?
+            .filter(|t| t.deleted_at.is_some())
+        else {
+            return Err(StoreError::NotFound);
+        };
+        let ts = now();
+        let row: Option<TaskRow> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(RESTORE_TASK)
                 .bind(user)
                 .bind(id)
-                .bind(now())
-                .fetch_optional(&mut *tx)
-                .await?;
-                let task = Self::one(row)?;
-                self.journal(&mut tx, user, ChangeKind::Restore, Some(&before), &task).await?;
-                tx.commit().await?;
-                Ok(task)
-            }
+                .bind(ts)
+                .fetch_optional(c)
+                .await
+        })
+        .map_err(failed("restoring a task"))?;
+        let task = row.map(Task::from).ok_or(StoreError::NotFound)?;
+        self.journal(&mut tx, user, ChangeKind::Restore, Some(&before), &task)
+            .await?;
+        commit(tx, "committing a task restore").await?;
+        Ok(task)
+    }
 
-            async fn open_tasks(&self, user: &str, limit: u32) -> Result<Vec<Task>, StoreError> {
-                let filter = ListFilter {
-                    limit,
-                    ..ListFilter::default()
-                };
-                Ok(self.list(user, &filter).await?.tasks)
-            }
+    async fn open_tasks(&self, user: &str, limit: u32) -> Result<Vec<Task>, StoreError> {
+        let filter = ListFilter {
+            limit,
+            ..ListFilter::default()
+        };
+        Ok(self.list(user, &filter).await?.tasks)
+    }
 
-            fn grouped(&self, group: &str) -> Arc<dyn TaskStore> {
-                Arc::new(Self { pool: self.pool.clone(), group: Some(group.into()) })
-            }
+    fn grouped(&self, group: &str) -> Arc<dyn TaskStore> {
+        Arc::new(SqlTaskStore {
+            db: self.db.clone(),
+            group: Some(group.into()),
+        })
+    }
 
-            async fn undo(&self, user: &str) -> Result<journal::UndoReport, UndoError> {
-                self.undo_last(user).await
-            }
-        }
-    };
+    async fn undo(&self, user: &str) -> Result<UndoReport, UndoError> {
+        self.undo_last(user).await
+    }
 }
-
-sql_task_store!(PgTaskStore, sqlx::Postgres, sqlx::postgres::PgRow);
-sql_task_store!(SqliteTaskStore, sqlx::Sqlite, sqlx::sqlite::SqliteRow);

@@ -77,7 +77,7 @@ fn store_failure(id: i64) -> impl FnOnce(StoreError) -> ToolFailure {
     move |e| match e {
         StoreError::NotFound => ToolFailure::NotFound(id),
         StoreError::Database(err) => {
-            tracing::error!(error = %err, "task store call failed");
+            tracing::error!(error = %todo_core::error::Chain(&err), "task store call failed");
             ToolFailure::Unavailable
         }
     }
