@@ -1,5 +1,6 @@
 //! todo-backend: the stateless chat service. HTTP handlers → the agent (one turn: model,
-//! tools, prompt) → the conversation store; tools come from the todo-mcp library over MCP.
+//! tools, prompt) → the conversation store of todo-core; tools come over MCP, from the
+//! todo-mcp library in-process or from a remote todo-mcp.
 
 pub mod access;
 pub mod agent;

@@ -445,3 +445,48 @@ impl TaskStore for SqlTaskStore {
         self.undo_last(user).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::DbOptions;
+    use crate::error::Chain;
+    use crate::tasks::Title;
+
+    #[tokio::test]
+    async fn a_failed_query_names_what_failed_and_keeps_the_driver_error() {
+        let db = Database::connect(Some("sqlite::memory:"), &DbOptions::default())
+            .await
+            .unwrap();
+        db.migrate().await.unwrap();
+        let store = db.task_store();
+        let task = || NewTask {
+            title: Title::parse("Buy milk").unwrap(),
+            description: None,
+            due: None,
+            priority: Priority::default(),
+            tags: vec![],
+        };
+        assert!(store.add("alice", task()).await.is_ok());
+        // A schema that broke under the service: the insert itself fails.
+        on_pool!(&db, |p| {
+            sqlx::query("ALTER TABLE tasks RENAME TO tasks_elsewhere")
+                .execute(p)
+                .await
+                .map(drop)
+        })
+        .unwrap();
+        let Err(StoreError::Database(e)) = store.add("alice", task()).await else {
+            panic!("an insert into a missing table succeeded");
+        };
+        assert_eq!(e.what, "inserting a task");
+        let shown = Chain(&e).to_string();
+        assert!(shown.starts_with("inserting a task: "), "{shown}");
+        assert!(shown.contains("no such table: tasks"), "{shown}");
+        let Err(StoreError::Database(e)) = store.get("alice", 1).await else {
+            panic!("a read from a missing table succeeded");
+        };
+        assert_eq!(e.what, "reading a task");
+        db.close().await;
+    }
+}
