@@ -14,22 +14,26 @@ WORKDIR /src
 
 # Dependencies first: this layer is rebuilt only when a manifest or the lock file changes.
 COPY Cargo.toml Cargo.lock ./
-COPY mcp-server/Cargo.toml mcp-server/build.rs mcp-server/
+COPY core/Cargo.toml core/build.rs core/
+COPY service/Cargo.toml service/
+COPY mcp-server/Cargo.toml mcp-server/
 COPY backend/Cargo.toml backend/
 COPY tests/Cargo.toml tests/
 COPY bench/Cargo.toml bench/
-RUN mkdir -p mcp-server/src backend/src bench/src \
+RUN mkdir -p core/src service/src mcp-server/src backend/src bench/src \
  && for d in mcp-server/src backend/src bench/src; do echo 'fn main() {}' > "$d/main.rs"; done \
- && touch mcp-server/src/lib.rs backend/src/lib.rs tests/lib.rs \
+ && touch core/src/lib.rs service/src/lib.rs mcp-server/src/lib.rs backend/src/lib.rs tests/lib.rs \
  && echo 'fn main() {}' > tests/mock_llm.rs \
  && cargo build --release --locked -p todo-mcp
 
 # Then the sources (touched so cargo sees them as newer than the stubs).
 COPY AGENT_PROMPT.md ./
 COPY migrations migrations
+COPY core/src core/src
+COPY service/src service/src
 COPY mcp-server/src mcp-server/src
 # The backend is a workspace member, not a dependency: its sources are not needed.
-RUN touch mcp-server/src/lib.rs mcp-server/src/main.rs \
+RUN touch core/src/lib.rs service/src/lib.rs mcp-server/src/lib.rs mcp-server/src/main.rs \
  && cargo build --release --locked -p todo-mcp \
  && cp target/release/todo-mcp /todo-mcp
 

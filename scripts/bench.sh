@@ -219,7 +219,7 @@ sleep 1
         "BENCH_TASKS=$TASKS BENCH_BACKGROUND_USERS=$BACKGROUND_USERS BENCH_LLM_LATENCY_MS=$LLM_LATENCY_MS" \
         "BENCH_DB_MAX_CONNECTIONS=${BENCH_DB_MAX_CONNECTIONS:-default}" \
         "BENCH_VARIANTS=\"${BENCH_VARIANTS-pool64:DATABASE_MAX_CONNECTIONS=64 arena2:MALLOC_ARENA_MAX=2}\""
-    echo "- Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- backend mcp-server 2>/dev/null || echo ' (backend/mcp-server modified)')"
+    echo "- Commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- core service backend mcp-server 2>/dev/null || echo ' (crates modified)')"
     echo "- CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//') × $(nproc); memory $(awk '/MemTotal/ {printf "%.0f GB", $2/1048576}' /proc/meminfo); kernel $(uname -r)"
     echo "- Load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- rustc: $(rustc --version 2>/dev/null || echo unknown); PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') (fsync off, synchronous_commit off)"

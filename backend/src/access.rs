@@ -13,7 +13,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
-use todo_mcp::auth::{AuthError, AuthSettings, Verifier, bearer_token, secret_from_env};
+use todo_core::auth::{AuthError, AuthSettings, Verifier, bearer_token, secret_from_env};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -79,8 +79,8 @@ impl AccessSettings {
             mcp_service_secret: secret_from_env("MCP_SERVICE_SECRET")?,
             rate_limit_per_minute: number("RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute)?,
             max_concurrent_turns: number("MAX_CONCURRENT_TURNS", d.max_concurrent_turns)?,
-            allowed_origins: todo_mcp::runtime::env_list("ALLOWED_ORIGINS"),
-            allowed_hosts: todo_mcp::runtime::env_list("ALLOWED_HOSTS"),
+            allowed_origins: todo_service::runtime::env_list("ALLOWED_ORIGINS"),
+            allowed_hosts: todo_service::runtime::env_list("ALLOWED_HOSTS"),
             metrics_token: secret_from_env("METRICS_TOKEN")?,
             single_user_dev: number("SINGLE_USER_DEV", false)?,
             mcp_allow_plain_http: number("MCP_ALLOW_PLAIN_HTTP", false)?,
@@ -139,7 +139,7 @@ impl Access {
     }
 
     /// Counts per-user limits in `db` when it is shared by replicas (PostgreSQL).
-    pub fn counted_in(mut self, db: &todo_mcp::db::Database, per_minute: u32) -> Access {
+    pub fn counted_in(mut self, db: &todo_core::db::Database, per_minute: u32) -> Access {
         self.rate = crate::limits::UserLimit::counted_in(db, "chat", per_minute);
         self
     }

@@ -7,15 +7,15 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
-use todo_mcp::db::Database;
-use todo_mcp::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, validate_query};
+use todo_core::conversations::{ConversationStore, Idempotency};
+use todo_core::db::Database;
+use todo_core::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, validate_query};
 use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::agent::events::WithEvents;
 use crate::agent::{Agent, TurnError, TurnRequest, prompt};
 use crate::error::{ApiError, ApiJson, ApiQuery};
-use crate::store::{ConversationStore, Idempotency};
 
 pub mod usage;
 
@@ -335,14 +335,14 @@ async fn keyed_turn(
 /// A page of conversations.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct ConversationList {
-    pub conversations: Vec<crate::store::Conversation>,
+    pub conversations: Vec<todo_core::conversations::Conversation>,
 }
 
 /// Messages of one conversation, oldest first.
 #[derive(Debug, serde::Serialize, schemars::JsonSchema)]
 pub struct MessageList {
     pub conversation_id: Uuid,
-    pub messages: Vec<crate::store::Message>,
+    pub messages: Vec<todo_core::conversations::Message>,
 }
 
 /// Paging query.
@@ -426,7 +426,8 @@ pub async fn tasks(
         limit: q.limit,
         offset: q.offset,
     })?;
-    let invalid = |e: todo_mcp::tasks::InvalidInput| ApiError::unprocessable("invalid_filter", e.0);
+    let invalid =
+        |e: todo_core::tasks::InvalidInput| ApiError::unprocessable("invalid_filter", e.0);
     let filter = ListFilter {
         status: q.status.unwrap_or_default(),
         query: q

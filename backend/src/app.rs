@@ -7,9 +7,10 @@ use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use todo_mcp::auth::ServiceCredential;
-use todo_mcp::db::{Database, DbOptions};
-use todo_mcp::serve::ServeLimits;
+use todo_core::auth::ServiceCredential;
+use todo_core::conversations::conversation_store;
+use todo_core::db::{Database, DbOptions};
+use todo_service::serve::ServeLimits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +22,6 @@ use crate::api::{self, AppState};
 use crate::config::Settings;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::store::conversation_store;
 use crate::telemetry;
 
 /// Connects the database (migrating it) and assembles the state.
@@ -147,7 +147,7 @@ pub async fn serve_with(
     shutdown: CancellationToken,
     limits: ServeLimits,
 ) -> anyhow::Result<()> {
-    todo_mcp::serve::serve(listener, app, shutdown, limits)
+    todo_service::serve::serve(listener, app, shutdown, limits)
         .await
         .context("HTTP server failed")
 }

@@ -105,18 +105,18 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
+impl From<todo_core::conversations::StoreError> for ApiError {
+    fn from(e: todo_core::conversations::StoreError) -> Self {
         match e {
-            crate::store::StoreError::NotFound => ApiError::not_found("conversation"),
-            crate::store::StoreError::LeaseLost => ApiError::new(
+            todo_core::conversations::StoreError::NotFound => ApiError::not_found("conversation"),
+            todo_core::conversations::StoreError::LeaseLost => ApiError::new(
                 StatusCode::CONFLICT,
                 "conversation_busy",
                 "This turn took too long and the conversation moved on; send the message again.",
             )
             .with_retry_after(1),
-            crate::store::StoreError::Database(d) => {
-                ApiError::unavailable("database call failed", &d)
+            todo_core::conversations::StoreError::Database(d) => {
+                ApiError::unavailable("database call failed", &todo_core::error::Chain(&d))
             }
         }
     }

@@ -79,7 +79,7 @@ impl Guard {
         for h in extra_hosts {
             let h = h.trim().to_ascii_lowercase();
             anyhow::ensure!(
-                !h.is_empty() && todo_mcp::http::host_allowed(&h, std::slice::from_ref(&h)),
+                !h.is_empty() && todo_service::runtime::host_allowed(&h, std::slice::from_ref(&h)),
                 "ALLOWED_HOSTS has an invalid host name {h:?}"
             );
             hosts.push(h);
@@ -105,7 +105,7 @@ impl Guard {
     fn host_ok(&self, headers: &HeaderMap) -> Option<String> {
         let mut values = headers.get_all(header::HOST).iter();
         let host = values.next()?.to_str().ok()?;
-        if values.next().is_some() || !todo_mcp::http::host_allowed(host, &self.hosts) {
+        if values.next().is_some() || !todo_service::runtime::host_allowed(host, &self.hosts) {
             return None;
         }
         Some(host.to_ascii_lowercase())
@@ -136,7 +136,7 @@ impl Guard {
     }
 
     fn metrics_authorized(&self, headers: &HeaderMap, token: &SecretString) -> bool {
-        let Ok(given) = todo_mcp::auth::bearer_token(headers) else {
+        let Ok(given) = todo_core::auth::bearer_token(headers) else {
             return false;
         };
         // Compared as digests, so the time taken says nothing about the token.

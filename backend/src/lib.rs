@@ -1,5 +1,6 @@
 //! todo-backend: the stateless chat service. HTTP handlers → the agent (one turn: model,
-//! tools, prompt) → the conversation store; tools come from the todo-mcp library over MCP.
+//! tools, prompt) → the conversation store of todo-core; tools come over MCP, from the
+//! todo-mcp library in-process or from a remote todo-mcp.
 
 pub mod access;
 pub mod agent;
@@ -19,6 +20,5 @@ pub mod preflight;
 pub mod remote_read;
 pub mod retention;
 pub mod sse;
-pub mod store;
 pub mod telemetry;
 pub mod usage;

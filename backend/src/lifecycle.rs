@@ -14,7 +14,7 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use todo_mcp::db::Database;
+use todo_core::db::Database;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 

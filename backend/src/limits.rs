@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::PgPool;
-use todo_mcp::db::Database;
+use todo_core::db::Database;
 
 use crate::access::RateLimiter;
 
@@ -157,7 +157,7 @@ mod tests {
         };
         let mut replicas = Vec::new();
         for _ in 0..3 {
-            let db = Database::connect(Some(&t.url), &todo_mcp::db::DbOptions::default())
+            let db = Database::connect(Some(&t.url), &todo_core::db::DbOptions::default())
                 .await
                 .unwrap();
             replicas.push(UserLimit::counted_in(&db, "chat", 5));

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use clap::{Parser, Subcommand};
 use todo_backend::config::Settings;
 use todo_backend::{app, lifecycle};
-use todo_mcp::db::{Database, DbOptions};
-use todo_mcp::runtime;
+use todo_core::db::{Database, DbOptions};
+use todo_service::runtime;
 
 #[derive(Parser)]
 #[command(
@@ -55,7 +55,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             if auth.is_configured() {
                 tracing::info!(verification = %auth.describe(), "bearer tokens required on /api");
             }
-            let serve_limits = todo_mcp::serve::ServeLimits::from_env()?;
+            let serve_limits = todo_service::serve::ServeLimits::from_env()?;
             let retention = todo_backend::retention::Retention::from_env()?;
             let state = app::build_state(&settings).await?;
             let db = state.db.clone();

@@ -175,13 +175,13 @@ pub fn document() -> Value {
     });
 
     let mut task_responses = d.errors(&api_errors);
-    task_responses.insert("200".into(), json!({ "description": "A page of tasks", "content": d.json_content::<todo_mcp::tasks::TaskPage>() }));
+    task_responses.insert("200".into(), json!({ "description": "A page of tasks", "content": d.json_content::<todo_core::tasks::TaskPage>() }));
     let mut task_params = vec![
         user_param(),
         query_param(
             "status",
             "Which tasks",
-            d.input::<todo_mcp::tasks::StatusFilter>(),
+            d.input::<todo_core::tasks::StatusFilter>(),
         ),
         query_param(
             "query",

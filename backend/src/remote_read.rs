@@ -2,7 +2,7 @@
 //! person (and the model) never see task #N of one database and act on #N of another.
 
 use serde_json::{Map, Value};
-use todo_mcp::tasks::{ListFilter, StatusFilter, TaskPage};
+use todo_core::tasks::{ListFilter, StatusFilter, TaskPage};
 
 use crate::agent::Agent;
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use todo_mcp::db::Database;
+use todo_core::db::Database;
 use tokio_util::sync::CancellationToken;
 
 /// Retention settings.

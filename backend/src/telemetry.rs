@@ -13,7 +13,7 @@ use tracing::Instrument;
 
 use crate::metrics::Metrics;
 
-pub use todo_mcp::runtime::REQUEST_ID;
+pub use todo_service::runtime::REQUEST_ID;
 
 /// The request id of the request being served (in the request's extensions).
 #[derive(Debug, Clone)]
@@ -22,7 +22,7 @@ pub struct RequestId(pub String);
 /// Middleware: request id, span, access log line and HTTP metrics.
 pub async fn track(State(metrics): State<Arc<Metrics>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let id = todo_mcp::runtime::request_id(req.headers());
+    let id = todo_service::runtime::request_id(req.headers());
     // Unmatched paths share one label so that scanners cannot grow the metric families.
     let route = req
         .extensions()

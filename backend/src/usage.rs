@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
-use todo_mcp::db::Database;
+use todo_core::db::Database;
 use uuid::Uuid;
 
 /// Tokens of one or more model calls, and their cost when the model has a price.

@@ -18,9 +18,10 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::auth::{AuthError, Verifier, bearer_token};
-use crate::tasks::TaskStore;
 use crate::tools::{CHANGE_GROUP_HEADER, Caller, ChangeGroup, Identity, TaskTools};
+use todo_core::auth::{AuthError, Verifier, bearer_token};
+use todo_core::tasks::TaskStore;
+use todo_service::runtime::{self, host_allowed};
 
 /// Largest JSON-RPC request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -92,31 +93,10 @@ impl Gate {
     }
 }
 
-/// Whether a `Host` value (name, optional port) is safe to echo and names an accepted host.
-pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
-    if host.is_empty()
-        || host.len() > 255
-        || !host
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
-    {
-        return false;
-    }
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split(']').next().unwrap_or("")
-    } else {
-        match host.rsplit_once(':') {
-            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
-            _ => host,
-        }
-    };
-    allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
-}
-
 /// Request id, span and access log line for every request.
 async fn trace_request(req: Request, next: Next) -> Response {
     let started = std::time::Instant::now();
-    let id = crate::runtime::request_id(req.headers());
+    let id = runtime::request_id(req.headers());
     let path = req.uri().path();
     // Known routes name themselves; anything else shares one label.
     let route = if path == "/mcp" || path == "/healthz" || path.starts_with(RESOURCE_METADATA_PATH)
@@ -138,7 +118,7 @@ async fn trace_request(req: Request, next: Next) -> Response {
         }
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(crate::runtime::REQUEST_ID, v);
+        resp.headers_mut().insert(runtime::REQUEST_ID, v);
     }
     resp
 }
@@ -153,7 +133,7 @@ async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response
                 Err(e) => Err(e),
             };
             match verified {
-                Ok(user) => user.sub,
+                Ok(user) => user.sub.into(),
                 Err(e) => return gate.unauthorized(req.headers(), &e),
             }
         }
@@ -209,7 +189,7 @@ pub fn router(
 
 /// Adds `GET /readyz` to `app`: 200 while `db` answers, 503 (JSON) while it does not, so a
 /// balancer stops sending tool calls that could only fail; it recovers by itself.
-pub fn with_readiness(app: Router, db: crate::db::Database) -> Router {
+pub fn with_readiness(app: Router, db: todo_core::db::Database) -> Router {
     app.route(
         "/readyz",
         get(move || {
@@ -243,7 +223,7 @@ pub async fn serve(
         listener,
         app,
         shutdown,
-        crate::serve::ServeLimits::default(),
+        todo_service::serve::ServeLimits::default(),
     )
     .await
 }
@@ -253,9 +233,9 @@ pub async fn serve_with(
     listener: TcpListener,
     app: Router,
     shutdown: CancellationToken,
-    limits: crate::serve::ServeLimits,
+    limits: todo_service::serve::ServeLimits,
 ) -> std::io::Result<()> {
-    crate::serve::serve(listener, app, shutdown, limits).await
+    todo_service::serve::serve(listener, app, shutdown, limits).await
 }
 
 /// Binds `addr`, logging the address actually bound (port 0 picks one).
@@ -270,7 +250,7 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
 #[allow(clippy::unwrap_used)]
 mod readiness_tests {
     use super::*;
-    use crate::db::{Database, DbOptions};
+    use todo_core::db::{Database, DbOptions};
 
     async fn status_of(app: Router) -> u16 {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

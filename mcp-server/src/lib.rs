@@ -1,10 +1,5 @@
-//! todo-mcp: the task domain, its PostgreSQL and SQLite stores, and the MCP tool server.
-//! The chat backend builds on this library; nothing here knows about the backend.
+//! todo-mcp: the MCP tool server over the task domain of `todo-core` — the tools and their
+//! stdio and streamable-HTTP transports. The chat backend serves these tools in-process.
 
-pub mod auth;
-pub mod db;
 pub mod http;
-pub mod runtime;
-pub mod serve;
-pub mod tasks;
 pub mod tools;

@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rmcp::ServiceExt;
-use todo_mcp::auth::{self, AuthSettings, Verifier};
-use todo_mcp::db::{Database, DbOptions};
+use todo_core::auth::{self, AuthSettings, Verifier};
+use todo_core::db::{Database, DbOptions};
 use todo_mcp::http::{self, HttpSettings};
-use todo_mcp::runtime;
 use todo_mcp::tools::{Identity, TaskTools};
+use todo_service::runtime;
 
 #[derive(Parser)]
 #[command(
@@ -96,7 +96,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 None
             };
-            let serve_limits = todo_mcp::serve::ServeLimits::from_env()?;
+            let serve_limits = todo_service::serve::ServeLimits::from_env()?;
             let user = user_from_env()?;
             let db = open_db().await?;
             let listener = http::bind(bind).await?;

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use serde_json::json;
-use todo_mcp::auth::{AuthError, AuthSettings, ServiceCredential, VerifiedUser, Verifier};
+use todo_core::auth::{AuthError, AuthSettings, ServiceCredential, UserId, VerifiedUser, Verifier};
 use todo_test_support::tokens::*;
 
 fn secret(s: &str) -> Option<SecretString> {
@@ -35,7 +35,7 @@ fn jwks_settings(url: String, interval: Duration) -> AuthSettings {
 
 fn user(sub: &str) -> Result<VerifiedUser, AuthError> {
     Ok(VerifiedUser {
-        sub: sub.to_string(),
+        sub: UserId::parse(sub).unwrap(),
         service: false,
     })
 }
@@ -345,7 +345,7 @@ async fn the_service_credential_is_accepted_only_where_configured_and_only_as_is
     assert_eq!(
         mcp.verify(&token).await,
         Ok(VerifiedUser {
-            sub: "alice".into(),
+            sub: UserId::parse("alice").unwrap(),
             service: true
         })
     );

@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use todo_mcp::auth::{AuthSettings, ServiceCredential, Verifier};
+use todo_core::auth::{AuthSettings, ServiceCredential, Verifier};
+use todo_core::tasks::{ListFilter, TaskStore};
 use todo_mcp::http::{self, HttpSettings};
-use todo_mcp::tasks::{ListFilter, TaskStore};
 use todo_test_support::tokens::*;
 use todo_test_support::{Kind, TestDb};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -45,7 +45,7 @@ impl Server {
         let app = http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
+                allowed_hosts: todo_service::runtime::allowed_hosts(local),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),
@@ -102,7 +102,7 @@ async fn result(resp: reqwest::Response) -> Value {
 
 fn all() -> ListFilter {
     ListFilter {
-        status: todo_mcp::tasks::StatusFilter::All,
+        status: todo_core::tasks::StatusFilter::All,
         query: None,
         tag: None,
         due_before: None,

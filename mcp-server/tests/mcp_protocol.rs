@@ -15,7 +15,7 @@ use std::time::Duration;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolResult, Tool};
 use serde_json::{Value, json};
-use todo_mcp::tasks::{Task, TaskPage, TaskStore};
+use todo_core::tasks::{Task, TaskPage, TaskStore};
 use todo_mcp::tools::{Identity, TaskTools};
 use todo_test_support::Kind;
 use todo_test_support::db::with_database;
@@ -513,9 +513,9 @@ async fn a_user_id_argument_is_accepted_only_when_it_names_the_caller() {
     .await;
 }
 
-fn all_filter() -> todo_mcp::tasks::ListFilter {
-    todo_mcp::tasks::ListFilter {
-        status: todo_mcp::tasks::StatusFilter::All,
+fn all_filter() -> todo_core::tasks::ListFilter {
+    todo_core::tasks::ListFilter {
+        status: todo_core::tasks::StatusFilter::All,
         limit: 100,
         ..Default::default()
     }

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use rmcp::ServiceExt;
 use serde_json::json;
+use todo_core::tasks::{ChangeKind, Task, TaskStore, UndoReport};
 use todo_mcp::http::{HttpSettings, router};
-use todo_mcp::tasks::{ChangeKind, Task, TaskStore, UndoReport};
 use todo_mcp::tools::{Identity, TaskTools};
 use todo_test_support::Kind;
 use todo_test_support::db::with_database;
@@ -50,7 +50,7 @@ async fn add(client: &Client, title: &str) -> Task {
 
 /// Task numbers the client sees as live.
 async fn live(client: &Client) -> Vec<i64> {
-    let page: todo_mcp::tasks::TaskPage =
+    let page: todo_core::tasks::TaskPage =
         ok(&call(client, "list_tasks", json!({"status": "all"})).await);
     page.tasks.iter().map(|t| t.id).collect()
 }

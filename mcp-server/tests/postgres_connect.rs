@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, ensure};
 use sqlx::Connection;
-use todo_mcp::db::{Database, DbOptions};
+use todo_core::db::{Database, DbOptions};
 use todo_test_support::{Kind, TestDb, skip};
 
 fn pg_pool(db: &Database) -> anyhow::Result<&sqlx::PgPool> {

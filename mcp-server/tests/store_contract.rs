@@ -11,8 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use todo_mcp::tasks::{
-    Due, ListFilter, NewTask, Priority, StatusFilter, StoreError, Task, TaskPatch, TaskStore,
+use todo_core::tasks::{
+    Due, ListFilter, NewTask, Priority, StatusFilter, StoreError, Task, TaskPatch, TaskStore, Title,
 };
 use todo_test_support::db::with_database;
 use todo_test_support::{Kind, on_both_databases};
@@ -56,7 +56,7 @@ on_both_databases!(
 
 fn task(title: &str) -> NewTask {
     NewTask {
-        title: title.to_string(),
+        title: Title::parse(title).unwrap(),
         description: None,
         due: None,
         priority: Priority::Medium,
@@ -175,7 +175,7 @@ async fn another_users_task_is_not_found_and_not_listed(store: Arc<dyn TaskStore
                 BOB,
                 mine.id,
                 &TaskPatch {
-                    title: Some("hijacked".into()),
+                    title: Some(Title::parse("hijacked").unwrap()),
                     ..complete()
                 },
             )
@@ -480,7 +480,7 @@ async fn update_changes_each_field_and_leaves_the_rest(store: Arc<dyn TaskStore>
             ALICE,
             id,
             &TaskPatch {
-                title: Some("Buy oat milk".into()),
+                title: Some(Title::parse("Buy oat milk").unwrap()),
                 ..TaskPatch::default()
             },
         )
@@ -688,7 +688,7 @@ async fn completing_twice_keeps_the_first_completed_at(store: Arc<dyn TaskStore>
             ALICE,
             id,
             &TaskPatch {
-                title: Some("once, renamed".into()),
+                title: Some(Title::parse("once, renamed").unwrap()),
                 ..TaskPatch::default()
             },
         )
@@ -818,7 +818,7 @@ async fn unicode_text_round_trips(store: Arc<dyn TaskStore>) {
     assert_eq!(ids(&store, ALICE, &query("ÜNÏCÖDÉ")).await, [3]);
     // Renaming moves the search text with the title.
     let patch = TaskPatch {
-        title: Some("ÉCOLE: inscription".into()),
+        title: Some(Title::parse("ÉCOLE: inscription").unwrap()),
         ..TaskPatch::default()
     };
     store.update(ALICE, 1, &patch).await.unwrap();

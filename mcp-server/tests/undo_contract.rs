@@ -9,10 +9,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use todo_mcp::db::Database;
-use todo_mcp::tasks::{
+use todo_core::db::Database;
+use todo_core::tasks::{
     ChangeKind, Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPatch, TaskStore,
-    UndoError,
+    Title, UndoError,
 };
 use todo_test_support::db::with_database;
 use todo_test_support::{Kind, on_both_databases};
@@ -44,7 +44,7 @@ on_both_databases!(
 
 fn task(title: &str) -> NewTask {
     NewTask {
-        title: title.to_string(),
+        title: Title::parse(title).unwrap(),
         description: None,
         due: None,
         priority: Priority::Medium,
@@ -117,7 +117,7 @@ async fn every_change_is_journaled_with_the_task_before_and_after_in_its_group(d
             ALICE,
             a.id,
             &TaskPatch {
-                title: Some("Buy oat milk".into()),
+                title: Some(Title::parse("Buy oat milk").unwrap()),
                 ..TaskPatch::default()
             },
         )
@@ -174,7 +174,7 @@ async fn undo_of_a_turn_reverts_all_its_changes_exactly(db: Database) {
         ALICE,
         milk.id,
         &TaskPatch {
-            title: Some("Buy bread".into()),
+            title: Some(Title::parse("Buy bread").unwrap()),
             description: Some(None),
             due: Some(Some(Due::parse("due", "2027-01-02T09:30:00Z").unwrap())),
             priority: Some(Priority::High),
@@ -243,7 +243,7 @@ async fn undoing_twice_walks_further_back_until_nothing_is_left(db: Database) {
             ALICE,
             t.id,
             &TaskPatch {
-                title: Some("B".into()),
+                title: Some(Title::parse("B").unwrap()),
                 ..TaskPatch::default()
             },
         )
@@ -312,7 +312,7 @@ async fn a_later_change_to_the_same_task_blocks_the_undo_and_names_the_task(db: 
             ALICE,
             x.id,
             &TaskPatch {
-                title: Some("X renamed".into()),
+                title: Some(Title::parse("X renamed").unwrap()),
                 ..TaskPatch::default()
             },
         )
@@ -383,7 +383,7 @@ async fn a_later_change_that_was_itself_undone_no_longer_blocks(db: Database) {
             ALICE,
             a.id,
             &TaskPatch {
-                title: Some("A2".into()),
+                title: Some(Title::parse("A2").unwrap()),
                 ..TaskPatch::default()
             },
         )

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use sqlx::Connection;
-use todo_mcp::db::{Database, DbOptions};
+use todo_core::db::{Database, DbOptions};
 
 /// Which database a test runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,9 @@
 //! Turning stored messages into what the model is sent: always a valid sequence (every
 //! assistant tool call answered by exactly one tool message), bounded by a token estimate.
 
+use todo_core::conversations::{Message, Role};
+
 use crate::agent::llm::{WireFunction, WireMessage, WireToolCall};
-use crate::store::{Message, Role};
 
 /// Said to the model for a call whose result was never recorded (a crash mid-turn).
 pub const INTERRUPTED: &str = "No result was recorded for this call (the turn was interrupted). \
@@ -116,7 +117,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::store::ToolCallRecord;
+    use todo_core::conversations::ToolCallRecord;
 
     fn msg(seq: i64, role: Role, content: &str) -> Message {
         Message {

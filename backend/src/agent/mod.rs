@@ -19,15 +19,16 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use serde_json::Value;
-use todo_mcp::tasks::TaskStore;
+use todo_core::conversations::{
+    ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
+};
+use todo_core::error::Chain;
+use todo_core::tasks::TaskStore;
 use uuid::Uuid;
 
 use self::llm::{Completion, Llm, LlmError, WireFunction, WireMessage, WireToolCall};
 use self::toolbox::{ToolOutcome, ToolSession, Toolbox};
 use crate::metrics::Metrics;
-use crate::store::{
-    ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
-};
 use crate::usage::{Prices, TokenUsage};
 
 /// Bounds on one turn.
@@ -188,7 +189,7 @@ impl Agent {
             {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire")
+                    tracing::warn!(error = %Chain(&e), "releasing a conversation lease failed; it will expire")
                 }
                 Err(_) => {
                     tracing::warn!("releasing a conversation lease timed out; it will expire")
@@ -335,8 +336,8 @@ impl Agent {
         );
         let stored = stored?;
         let open = open.map_err(|e| match e {
-            todo_mcp::tasks::StoreError::Database(d) => TurnError::Store(StoreError::Database(d)),
-            todo_mcp::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
+            todo_core::tasks::StoreError::Database(d) => TurnError::Store(StoreError::Database(d)),
+            todo_core::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
         })?;
         let session = session.map_err(TurnError::Tools)?;
         let open = if remote {
@@ -633,7 +634,7 @@ impl Agent {
                 });
             }
             if let Err(e) = self.conversations.record_tools(&audits).await {
-                tracing::error!(error = %e, calls = audits.len(), "recording tool executions failed");
+                tracing::error!(error = %Chain(&e), calls = audits.len(), "recording tool executions failed");
             }
             // Writes that all succeeded need no second model call to be confirmed.
             if self.limits.compose_confirmations

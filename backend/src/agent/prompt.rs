@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Datelike, Duration, Utc};
 use chrono_tz::Tz;
-use todo_mcp::tasks::Task;
+use todo_core::tasks::Task;
 
 /// The prompt compiled into the binary.
 pub const BUILT_IN: &str = include_str!("../../../AGENT_PROMPT.md");

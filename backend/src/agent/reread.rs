@@ -9,7 +9,7 @@
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde_json::Value;
-use todo_mcp::tasks::TaskPage;
+use todo_core::tasks::TaskPage;
 
 use super::llm::RequestedCall;
 use crate::commands::render::{Here, task_line};

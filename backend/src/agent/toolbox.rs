@@ -13,8 +13,8 @@ use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig
 use rmcp::{RoleClient, ServiceExt};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use todo_mcp::auth::ServiceCredential;
-use todo_mcp::tasks::TaskStore;
+use todo_core::auth::ServiceCredential;
+use todo_core::tasks::TaskStore;
 use todo_mcp::tools::{Identity, TaskTools};
 use tracing::Instrument;
 
@@ -261,7 +261,7 @@ impl ToolSession {
     }
 
     /// Lists tasks through the `list_tasks` tool (the store the tools write).
-    pub async fn list_tasks(&self, args: JsonObject) -> anyhow::Result<todo_mcp::tasks::TaskPage> {
+    pub async fn list_tasks(&self, args: JsonObject) -> anyhow::Result<todo_core::tasks::TaskPage> {
         let o = self.call("list_tasks", args).await;
         anyhow::ensure!(!o.is_error, "list_tasks failed: {}", o.text);
         serde_json::from_value(o.result).context("list_tasks answered an unexpected shape")

@@ -15,14 +15,15 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveTime, Utc};
 use rmcp::model::JsonObject;
 use serde_json::{Value, json};
-use todo_mcp::tasks::when::{self, When};
+use todo_core::conversations::{Lease, NewMessage, Role, ToolCallRecord, ToolExecution};
+use todo_core::error::Chain;
+use todo_core::tasks::when::{self, When};
 use uuid::Uuid;
 
 use self::parse::{Change, Command, ListView, Malformed};
 use self::render::Here;
 use crate::agent::toolbox::ToolOutcome;
 use crate::agent::{Agent, ToolCallReport, TurnAnswer, TurnError, TurnRequest};
-use crate::store::{Lease, NewMessage, Role, ToolCallRecord, ToolExecution};
 
 /// What a free-form message is answered with when no model is configured.
 pub const NO_MODEL: &str = "No language model is configured here, so I only understand commands. \
@@ -198,7 +199,7 @@ pub async fn run(agent: &Agent, mut req: TurnRequest) -> Result<TurnAnswer, Turn
     if result.is_err()
         && let Err(e) = agent.conversations.release(id, &lease).await
     {
-        tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
+        tracing::warn!(error = %Chain(&e), "releasing a conversation lease failed; it will expire");
     }
     result
 }
@@ -310,7 +311,7 @@ async fn call(
         duration_ms: elapsed.as_millis() as i64,
     };
     if let Err(e) = agent.conversations.record_tools(&[audit]).await {
-        tracing::error!(error = %e, "recording a command's tool execution failed");
+        tracing::error!(error = %Chain(&e), "recording a command's tool execution failed");
     }
     let records = vec![
         NewMessage {

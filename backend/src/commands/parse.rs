@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use todo_mcp::tasks::Priority;
-use todo_mcp::tasks::when::{self, When};
+use todo_core::tasks::Priority;
+use todo_core::tasks::when::{self, When};
 
 /// A command typed in chat.
 #[derive(Debug, Clone, PartialEq)]

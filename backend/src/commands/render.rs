@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use chrono_tz::Tz;
-use todo_mcp::tasks::{Priority, Task, TaskPage};
+use todo_core::tasks::{Priority, Task, TaskPage};
 
 use super::parse::{Change, Command, ListView};
 use crate::agent::toolbox::ToolOutcome;

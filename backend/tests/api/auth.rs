@@ -7,7 +7,7 @@ use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::auth::AuthSettings;
+use todo_core::auth::AuthSettings;
 use todo_test_support::Kind;
 
 use crate::helpers::*;

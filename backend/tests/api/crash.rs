@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use todo_mcp::tasks::ListFilter;
+use todo_core::tasks::ListFilter;
 use todo_test_support::{Kind, TestDb};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use wiremock::MockServer;
@@ -67,8 +67,8 @@ async fn start_backend(db_url: &str, llm: &str, mcp: &str) -> Backend {
 async fn audit_states(db: &TestDb) -> Vec<(String, String)> {
     const SQL: &str = "SELECT tool, state FROM tool_executions ORDER BY id";
     match &db.db {
-        todo_mcp::db::Database::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await,
-        todo_mcp::db::Database::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await,
+        todo_core::db::Database::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await,
+        todo_core::db::Database::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await,
     }
     .unwrap()
 }

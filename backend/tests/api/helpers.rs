@@ -11,9 +11,9 @@ use todo_backend::agent::TurnLimits;
 use todo_backend::agent::llm::LlmConfig;
 use todo_backend::app;
 use todo_backend::config::Settings;
-use todo_mcp::auth::{AuthSettings, Verifier};
+use todo_core::auth::{AuthSettings, Verifier};
+use todo_core::tasks::TaskStore;
 use todo_mcp::http::{self, HttpSettings};
-use todo_mcp::tasks::TaskStore;
 use todo_test_support::{Kind, TestDb};
 use tokio_util::sync::CancellationToken;
 use wiremock::matchers::{method, path};
@@ -194,8 +194,8 @@ impl TestApp {
         const SQL: &str = "SELECT user_id, conversation_id, tool, arguments, result, is_error, \
                            duration_ms FROM tool_executions ORDER BY id";
         match &self.db.as_ref().expect("database").db {
-            todo_mcp::db::Database::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await,
-            todo_mcp::db::Database::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await,
+            todo_core::db::Database::Postgres(p) => sqlx::query_as(SQL).fetch_all(p).await,
+            todo_core::db::Database::Sqlite(p) => sqlx::query_as(SQL).fetch_all(p).await,
         }
         .expect("audit rows")
     }
@@ -368,7 +368,7 @@ impl McpServer {
         let app = wrap(http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
+                allowed_hosts: todo_service::runtime::allowed_hosts(local),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use todo_mcp::tasks::{NewTask, Task, TaskStore};
+use todo_core::tasks::{NewTask, Task, TaskStore, Title};
 use todo_test_support::Kind;
 use wiremock::{Request, ResponseTemplate};
 
@@ -21,7 +21,7 @@ async fn add(store: &Arc<dyn TaskStore>, user: &str, title: &str) -> Task {
         .add(
             user,
             NewTask {
-                title: title.into(),
+                title: Title::parse(title).unwrap(),
                 description: None,
                 due: None,
                 priority: Default::default(),
@@ -208,9 +208,9 @@ on_both_stores!(
     }
 );
 
-fn all() -> todo_mcp::tasks::ListFilter {
-    todo_mcp::tasks::ListFilter {
-        status: todo_mcp::tasks::StatusFilter::All,
+fn all() -> todo_core::tasks::ListFilter {
+    todo_core::tasks::ListFilter {
+        status: todo_core::tasks::StatusFilter::All,
         limit: 100,
         ..Default::default()
     }

@@ -9,7 +9,7 @@ use axum::middleware::Next;
 use reqwest::Method;
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use todo_mcp::tasks::TaskStore;
+use todo_core::tasks::TaskStore;
 use todo_test_support::{Kind, TestDb};
 
 use crate::auth::{hs256_options, send, token};
@@ -176,8 +176,8 @@ async fn a_turn_through_a_remote_server_is_one_undo_group() {
     mcp.store
         .add(
             "alice",
-            todo_mcp::tasks::NewTask {
-                title: "Earlier".into(),
+            todo_core::tasks::NewTask {
+                title: todo_core::tasks::Title::parse("Earlier").unwrap(),
                 description: None,
                 due: None,
                 priority: Default::default(),

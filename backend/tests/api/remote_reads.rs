@@ -5,7 +5,7 @@
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
-use todo_mcp::tasks::NewTask;
+use todo_core::tasks::{NewTask, Title};
 use todo_test_support::Kind;
 
 use crate::helpers::*;
@@ -13,7 +13,7 @@ use crate::stalls::{SERVICE_SECRET, StallingMcp};
 
 fn task(title: &str) -> NewTask {
     NewTask {
-        title: title.into(),
+        title: Title::parse(title).unwrap(),
         description: None,
         due: None,
         priority: Default::default(),

@@ -3,8 +3,8 @@
 
 use chrono::{Duration, Utc};
 use todo_backend::retention::{Retention, Swept, sweep};
-use todo_mcp::db::Database;
-use todo_mcp::tasks::NewTask;
+use todo_core::db::Database;
+use todo_core::tasks::{NewTask, Title};
 use todo_test_support::{Kind, TestDb};
 
 /// Runs one statement with a timestamp and a text parameter on either database.
@@ -67,7 +67,7 @@ async fn expired_records_are_swept_and_the_rest_kept(kind: Kind) {
             .add(
                 "alice",
                 NewTask {
-                    title: title.into(),
+                    title: Title::parse(title).unwrap(),
                     description: None,
                     due: None,
                     priority: Default::default(),

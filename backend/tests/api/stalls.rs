@@ -13,7 +13,7 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use todo_backend::access::AccessSettings;
 use todo_backend::agent::TurnLimits;
-use todo_mcp::tasks::TaskStore;
+use todo_core::tasks::TaskStore;
 use todo_test_support::Kind;
 
 use crate::helpers::*;

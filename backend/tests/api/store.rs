@@ -1,7 +1,9 @@
 //! Conversation store contract, on both databases.
 
 use chrono::{Duration, Utc};
-use todo_backend::store::{Idempotency, Lease, NewMessage, Role, StoreError, conversation_store};
+use todo_core::conversations::{
+    Idempotency, Lease, NewMessage, Role, StoreError, conversation_store,
+};
 use todo_test_support::{Kind, TestDb};
 use uuid::Uuid;
 

@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-use crate::tasks::{Priority, StatusFilter};
+use todo_core::tasks::{Priority, StatusFilter};
 
 /// The time zone in which date-times without a UTC offset are read when no caller names
 /// one: `TODO_TIMEZONE`, else the machine's zone (`TZ`, `/etc/timezone`, `/etc/localtime`),
@@ -79,7 +79,7 @@ pub fn local_due(field: &str, raw: &str, tz: Tz, now: DateTime<Utc>) -> Result<S
             return Ok(t.to_rfc3339());
         }
     }
-    if let Ok(when) = crate::tasks::when::parse(s, now, tz) {
+    if let Ok(when) = todo_core::tasks::when::parse(s, now, tz) {
         return Ok(when.to_due());
     }
     let today = now.with_timezone(&tz);

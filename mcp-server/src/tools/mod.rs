@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use self::args::{AddTaskArgs, ListTasksArgs, TaskIdArgs, UpdateTaskArgs};
 use self::undo::UndoArgs;
-use crate::tasks::{
+use todo_core::tasks::{
     Due, InvalidInput, ListFilter, NewTask, StoreError, Task, TaskPage, TaskPatch, TaskStore,
     UndoReport, validate_description, validate_id, validate_page, validate_query, validate_tags,
     validate_title,
@@ -77,7 +77,7 @@ fn store_failure(id: i64) -> impl FnOnce(StoreError) -> ToolFailure {
     move |e| match e {
         StoreError::NotFound => ToolFailure::NotFound(id),
         StoreError::Database(err) => {
-            tracing::error!(error = %err, "task store call failed");
+            tracing::error!(error = %todo_core::error::Chain(&err), "task store call failed");
             ToolFailure::Unavailable
         }
     }
@@ -373,7 +373,7 @@ impl TaskTools {
             tag: a
                 .tag
                 .as_deref()
-                .map(crate::tasks::normalize_tag)
+                .map(todo_core::tasks::normalize_tag)
                 .transpose()?,
             due_before,
             due_after,

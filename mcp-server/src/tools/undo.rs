@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::{TaskTools, ToolFailure, parse_args, store_failure, structured};
-use crate::tasks::UndoError;
+use todo_core::tasks::UndoError;
 
 /// The HTTP header naming the undo group of a request's changes: a backend sends one value
 /// for every tool call of a chat turn, so the turn is undone as a whole. Groups are scoped by

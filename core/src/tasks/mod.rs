@@ -7,4 +7,4 @@ pub mod when;
 
 pub use journal::{ChangeKind, UndoError, UndoReport, UndoneTask};
 pub use model::*;
-pub use store::{PgTaskStore, SqliteTaskStore, StoreError, TaskStore};
+pub use store::{SqlTaskStore, StoreError, TaskStore};

@@ -11,8 +11,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::model::Task;
-use super::store::StoreError;
+use super::model::{Due, Task, encode_tags, search_text};
+use super::store::{SqlTaskStore, StoreError, TaskRow, commit, now, task_columns};
+use crate::db::{Transaction, on_tx};
+use crate::error::{DbError, failed};
 
 /// What a journaled change did to a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -112,8 +114,8 @@ pub enum UndoError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for UndoError {
-    fn from(e: sqlx::Error) -> Self {
+impl From<DbError> for UndoError {
+    fn from(e: DbError) -> Self {
         UndoError::Store(StoreError::Database(e))
     }
 }
@@ -171,152 +173,215 @@ pub(crate) fn from_snapshot(text: &str) -> Result<Task, sqlx::Error> {
     serde_json::from_str(text).map_err(|e| sqlx::Error::Decode(Box::new(e)))
 }
 
-/// The journal half of a SQL task store: writing entries inside a change's transaction, and
-/// the undo itself. Instantiated per driver next to the store.
-macro_rules! sql_journal {
-    ($name:ident, $db:ty, $row:ty) => {
-        impl $name {
-            /// The group a change of this store belongs to: the bound one (a chat turn), or a
-            /// fresh one per change (one MCP request makes one change).
-            fn change_group(&self) -> String {
-                self.group
-                    .as_deref()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
-            }
+const INSERT_ENTRY: &str = "INSERT INTO task_journal (user_id, group_id, task_number, action, \
+     task_before, task_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)";
 
-            /// Records one change inside the transaction that makes it.
-            async fn journal(
-                &self,
-                tx: &mut sqlx::Transaction<'static, $db>,
-                user: &str,
-                kind: ChangeKind,
-                before: Option<&Task>,
-                after: &Task,
-            ) -> Result<(), sqlx::Error> {
-                sqlx::query(
-                    "INSERT INTO task_journal (user_id, group_id, task_number, action, task_before, \
-                     task_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                )
-                .bind(user)
-                .bind(self.change_group())
-                .bind(after.id)
-                .bind(kind.as_str())
-                .bind(before.map(journal::snapshot).transpose()?)
-                .bind(journal::snapshot(after)?)
-                .bind(now())
-                .execute(&mut **tx)
-                .await?;
-                Ok(())
-            }
+/// A no-op update: it locks the row on PostgreSQL and takes the write lock on SQLite.
+const LOCK_TASK: &str = concat!(
+    "UPDATE tasks SET number = number WHERE user_id = $1 AND number = $2 RETURNING ",
+    task_columns!()
+);
 
-            /// The task row, locked for the rest of the transaction (a no-op update locks it
-            /// on PostgreSQL and takes the write lock on SQLite). Trashed tasks included.
-            async fn lock_task(
-                tx: &mut sqlx::Transaction<'static, $db>,
-                user: &str,
-                id: i64,
-            ) -> Result<Option<Task>, sqlx::Error> {
-                let row = sqlx::query(concat!(
-                    "UPDATE tasks SET number = number WHERE user_id = $1 AND number = $2 RETURNING ",
-                    columns!(), ""
-                ))
-                .bind(user)
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
-                row.as_ref().map(Self::task_from_row).transpose()
-            }
+/// One undo at a time per user: their counter row is the lock.
+const LOCK_USER: &str = "UPDATE task_counters SET last_number = last_number WHERE user_id = $1";
 
-            async fn undo_last(&self, user: &str) -> Result<journal::UndoReport, UndoError> {
-                let mut tx = self.pool.begin().await?;
-                // One undo at a time per user: the counter row is their lock.
-                sqlx::query("UPDATE task_counters SET last_number = last_number WHERE user_id = $1")
-                    .bind(user)
-                    .execute(&mut *tx)
-                    .await?;
-                let group: Option<String> = sqlx::query_scalar(
-                    "SELECT group_id FROM task_journal WHERE user_id = $1 AND undone_at IS NULL \
-                     ORDER BY id DESC LIMIT 1",
-                )
-                .bind(user)
-                .fetch_optional(&mut *tx)
-                .await?;
-                let Some(group) = group else {
-                    return Err(UndoError::Nothing);
-                };
-                let rows = sqlx::query(
-                    "SELECT id, task_number, action, task_before, task_after FROM task_journal \
-                     WHERE user_id = $1 AND group_id = $2 AND undone_at IS NULL ORDER BY id",
-                )
+const LAST_GROUP: &str = "SELECT group_id FROM task_journal WHERE user_id = $1 \
+     AND undone_at IS NULL ORDER BY id DESC LIMIT 1";
+
+const GROUP_ENTRIES: &str = "SELECT id, task_number, action, task_before, task_after \
+     FROM task_journal WHERE user_id = $1 AND group_id = $2 AND undone_at IS NULL ORDER BY id";
+
+/// The first change to a task after `$3` from another group, not undone.
+const LATER_CHANGE: &str = "SELECT action FROM task_journal WHERE user_id = $1 \
+     AND task_number = $2 AND id > $3 AND group_id <> $4 AND undone_at IS NULL \
+     ORDER BY id LIMIT 1";
+
+/// Undoing an add: the task goes to the trash, so nothing is lost.
+const TRASH_ANY_TASK: &str = concat!(
+    "UPDATE tasks SET deleted_at = $3, updated_at = $3 \
+     WHERE user_id = $1 AND number = $2 RETURNING ",
+    task_columns!()
+);
+
+const PUT_BACK_TASK: &str = concat!(
+    "UPDATE tasks SET title = $3, description = $4, completed = $5, due_at = $6, \
+     due_all_day = $7, priority = $8, tags = $9, created_at = $10, updated_at = $11, \
+     completed_at = $12, deleted_at = $13, search_text = $14 \
+     WHERE user_id = $1 AND number = $2 RETURNING ",
+    task_columns!()
+);
+
+const MARK_UNDONE: &str = "UPDATE task_journal SET undone_at = $3 \
+     WHERE user_id = $1 AND group_id = $2 AND undone_at IS NULL";
+
+/// A `task_journal` row as an undo reads it.
+#[derive(sqlx::FromRow)]
+struct EntryRow {
+    id: i64,
+    task_number: i64,
+    action: String,
+    task_before: Option<String>,
+    task_after: String,
+}
+
+impl TryFrom<EntryRow> for Entry {
+    type Error = sqlx::Error;
+
+    fn try_from(r: EntryRow) -> Result<Entry, sqlx::Error> {
+        let kind = ChangeKind::parse(&r.action).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown journal action {:?}", r.action).into())
+        })?;
+        Ok(Entry {
+            id: r.id,
+            task: r.task_number,
+            kind,
+            before: r.task_before.as_deref().map(from_snapshot).transpose()?,
+            after: from_snapshot(&r.task_after)?,
+        })
+    }
+}
+
+/// The journal half of the task store: writing entries inside a change's transaction, and
+/// the undo itself.
+impl SqlTaskStore {
+    /// The group a change of this store belongs to: the bound one (a chat turn), or a fresh
+    /// one per change (one MCP request makes one change).
+    fn change_group(&self) -> String {
+        self.group
+            .as_deref()
+            .map(str::to_string)
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
+    }
+
+    /// Records one change inside the transaction that makes it.
+    pub(crate) async fn journal(
+        &self,
+        tx: &mut Transaction,
+        user: &str,
+        kind: ChangeKind,
+        before: Option<&Task>,
+        after: &Task,
+    ) -> Result<(), DbError> {
+        let what = "journaling a change";
+        let before = before.map(snapshot).transpose().map_err(failed(what))?;
+        let after_text = snapshot(after).map_err(failed(what))?;
+        let group = self.change_group();
+        let ts = now();
+        on_tx!(tx, |c| {
+            sqlx::query(INSERT_ENTRY)
                 .bind(user)
                 .bind(&group)
-                .fetch_all(&mut *tx)
-                .await?;
-                let mut entries = Vec::with_capacity(rows.len());
-                for r in &rows {
-                    let action: String = r.try_get("action")?;
-                    let before: Option<String> = r.try_get("task_before")?;
-                    let after: String = r.try_get("task_after")?;
-                    entries.push(journal::Entry {
-                        id: r.try_get("id")?,
-                        task: r.try_get("task_number")?,
-                        kind: ChangeKind::parse(&action).ok_or_else(|| {
-                            sqlx::Error::Decode(format!("unknown journal action {action:?}").into())
-                        })?,
-                        before: before.as_deref().map(journal::from_snapshot).transpose()?,
-                        after: journal::from_snapshot(&after)?,
-                    });
-                }
-                let plans = journal::plan(entries);
-                // Check every task before changing any: an undo is all or nothing.
-                for (&task, p) in &plans {
-                    let later: Option<String> = sqlx::query_scalar(
-                        "SELECT action FROM task_journal WHERE user_id = $1 AND task_number = $2 \
-                         AND id > $3 AND group_id <> $4 AND undone_at IS NULL ORDER BY id LIMIT 1",
-                    )
+                .bind(after.id)
+                .bind(kind.as_str())
+                .bind(&before)
+                .bind(&after_text)
+                .bind(ts)
+                .execute(c)
+                .await
+                .map(drop)
+        })
+        .map_err(failed(what))?;
+        Ok(())
+    }
+
+    /// The task row, locked for the rest of the transaction. Trashed tasks included.
+    pub(crate) async fn lock_task(
+        tx: &mut Transaction,
+        user: &str,
+        id: i64,
+    ) -> Result<Option<Task>, DbError> {
+        let row: Option<TaskRow> = on_tx!(tx, |c| {
+            sqlx::query_as(LOCK_TASK)
+                .bind(user)
+                .bind(id)
+                .fetch_optional(c)
+                .await
+        })
+        .map_err(failed("locking a task"))?;
+        Ok(row.map(Task::from))
+    }
+
+    pub(crate) async fn undo_last(&self, user: &str) -> Result<UndoReport, UndoError> {
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, |c| sqlx::query(LOCK_USER)
+            .bind(user)
+            .execute(c)
+            .await
+            .map(drop))
+        .map_err(failed("locking the user for an undo"))?;
+        let group: Option<String> = on_tx!(&mut tx, |c| {
+            sqlx::query_scalar(LAST_GROUP)
+                .bind(user)
+                .fetch_optional(c)
+                .await
+        })
+        .map_err(failed("finding the last change group"))?;
+        let Some(group) = group else {
+            return Err(UndoError::Nothing);
+        };
+        let what = "reading a change group";
+        let rows: Vec<EntryRow> = on_tx!(&mut tx, |c| {
+            sqlx::query_as(GROUP_ENTRIES)
+                .bind(user)
+                .bind(&group)
+                .fetch_all(c)
+                .await
+        })
+        .map_err(failed(what))?;
+        let entries = rows
+            .into_iter()
+            .map(Entry::try_from)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(failed(what))?;
+        let plans = plan(entries);
+        // Check every task before changing any: an undo is all or nothing.
+        for (&task, p) in &plans {
+            let later: Option<String> = on_tx!(&mut tx, |c| {
+                sqlx::query_scalar(LATER_CHANGE)
                     .bind(user)
                     .bind(task)
                     .bind(p.first_id)
                     .bind(&group)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                    if let Some(a) = later {
-                        return Err(UndoError::Conflict { task, later: ChangeKind::parse(&a) });
-                    }
-                    // A change the journal never saw (made before it existed) counts too.
-                    if Self::lock_task(&mut tx, user, task).await?.as_ref() != Some(&p.after) {
-                        return Err(UndoError::Conflict { task, later: None });
-                    }
-                }
-                let ts = now();
-                let mut undone = Vec::with_capacity(plans.len());
-                for (task, p) in plans {
-                    let row = match &p.before {
-                        // It did not exist: to the trash, so nothing is lost.
-                        None => sqlx::query(concat!(
-                            "UPDATE tasks SET deleted_at = $3, updated_at = $3 \
-                             WHERE user_id = $1 AND number = $2 RETURNING ", columns!(), ""
-                        ))
+                    .fetch_optional(c)
+                    .await
+            })
+            .map_err(failed("looking for later changes"))?;
+            if let Some(a) = later {
+                return Err(UndoError::Conflict {
+                    task,
+                    later: ChangeKind::parse(&a),
+                });
+            }
+            // A change the journal never saw (made before it existed) counts too.
+            if Self::lock_task(&mut tx, user, task).await?.as_ref() != Some(&p.after) {
+                return Err(UndoError::Conflict { task, later: None });
+            }
+        }
+        let ts = now();
+        let mut undone = Vec::with_capacity(plans.len());
+        for (task, p) in plans {
+            let row: TaskRow = match &p.before {
+                None => on_tx!(&mut tx, |c| {
+                    sqlx::query_as(TRASH_ANY_TASK)
                         .bind(user)
                         .bind(task)
                         .bind(ts)
-                        .fetch_one(&mut *tx)
-                        .await?,
-                        Some(b) => {
-                            let due = b
-                                .due
-                                .as_deref()
-                                .map(|d| Due::parse("due", d))
-                                .transpose()
-                                .map_err(|e| sqlx::Error::Decode(e.0.into()))?;
-                            sqlx::query(concat!(
-                                "UPDATE tasks SET title = $3, description = $4, completed = $5, \
-                                 due_at = $6, due_all_day = $7, priority = $8, tags = $9, \
-                                 created_at = $10, updated_at = $11, completed_at = $12, \
-                                 deleted_at = $13, search_text = $14 \
-                                 WHERE user_id = $1 AND number = $2 RETURNING ", columns!(), ""
-                            ))
+                        .fetch_one(c)
+                        .await
+                })
+                .map_err(failed("undoing an add"))?,
+                Some(b) => {
+                    let what = "putting a task back";
+                    let due = b
+                        .due
+                        .as_deref()
+                        .map(|d| Due::parse("due", d))
+                        .transpose()
+                        .map_err(|e| failed(what)(sqlx::Error::Decode(e.0.into())))?;
+                    let tags = encode_tags(&b.tags);
+                    let search = search_text(&b.title, b.description.as_deref());
+                    on_tx!(&mut tx, |c| {
+                        sqlx::query_as(PUT_BACK_TASK)
                             .bind(user)
                             .bind(task)
                             .bind(&b.title)
@@ -325,38 +390,37 @@ macro_rules! sql_journal {
                             .bind(due.map(|d| d.at))
                             .bind(due.is_some_and(|d| d.all_day))
                             .bind(b.priority.as_i16())
-                            .bind(encode_tags(&b.tags))
+                            .bind(&tags)
                             .bind(b.created_at)
                             .bind(b.updated_at)
                             .bind(b.completed_at)
                             .bind(b.deleted_at)
-                            .bind(search_text(&b.title, b.description.as_deref()))
-                            .fetch_one(&mut *tx)
-                            .await?
-                        }
-                    };
-                    undone.push(journal::UndoneTask {
-                        changes: p.changes,
-                        task: Self::task_from_row(&row)?,
-                    });
+                            .bind(&search)
+                            .fetch_one(c)
+                            .await
+                    })
+                    .map_err(failed(what))?
                 }
-                sqlx::query(
-                    "UPDATE task_journal SET undone_at = $3 \
-                     WHERE user_id = $1 AND group_id = $2 AND undone_at IS NULL",
-                )
+            };
+            undone.push(UndoneTask {
+                changes: p.changes,
+                task: Task::from(row),
+            });
+        }
+        on_tx!(&mut tx, |c| {
+            sqlx::query(MARK_UNDONE)
                 .bind(user)
                 .bind(&group)
                 .bind(ts)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(journal::UndoReport { undone })
-            }
-        }
-    };
+                .execute(c)
+                .await
+                .map(drop)
+        })
+        .map_err(failed("marking a group undone"))?;
+        commit(tx, "committing an undo").await?;
+        Ok(UndoReport { undone })
+    }
 }
-
-pub(crate) use sql_journal;
 
 #[cfg(test)]
 mod tests {

@@ -165,7 +165,7 @@ impl Task {
 /// A validated new task.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewTask {
-    pub title: String,
+    pub title: Title,
     pub description: Option<String>,
     pub due: Option<Due>,
     pub priority: Priority,
@@ -175,7 +175,7 @@ pub struct NewTask {
 /// A validated change; `None` leaves a field as it is, `Some(None)` clears it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskPatch {
-    pub title: Option<String>,
+    pub title: Option<Title>,
     pub description: Option<Option<String>>,
     pub due: Option<Option<Due>>,
     pub priority: Option<Priority>,
@@ -236,8 +236,50 @@ pub fn is_deceptive_char(c: char) -> bool {
     )
 }
 
-/// Trims a title and checks its length.
-pub fn validate_title(raw: &str) -> Result<String, InvalidInput> {
+/// A task title that passed [`Title::parse`]: trimmed, one line, 1 to [`MAX_TITLE_CHARS`]
+/// characters, no control or deceptive characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Title(String);
+
+impl Title {
+    /// Trims `raw` and checks it; the error says what to change.
+    pub fn parse(raw: &str) -> Result<Title, InvalidInput> {
+        validate_title(raw)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for Title {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Title {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<&str> for Title {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl From<Title> for String {
+    fn from(t: Title) -> String {
+        t.0
+    }
+}
+
+/// Trims a title and checks it (see [`Title`]).
+pub fn validate_title(raw: &str) -> Result<Title, InvalidInput> {
     let t = raw.trim();
     if t.is_empty() {
         return Err(invalid("`title` must not be empty."));
@@ -253,7 +295,7 @@ pub fn validate_title(raw: &str) -> Result<String, InvalidInput> {
             "`title` is {n} characters; the limit is {MAX_TITLE_CHARS}. Put details in `description`."
         )));
     }
-    Ok(t.to_string())
+    Ok(Title(t.to_string()))
 }
 
 /// Trims a description; an empty one means none.
@@ -478,7 +520,7 @@ mod tests {
         }
         assert!(validate_description("line one\nline two\twith a tab").is_ok());
         assert!(validate_description("bell\u{7}").is_err());
-        assert_eq!(validate_title("Café ☕ 日本").unwrap(), "Café ☕ 日本");
+        assert_eq!(Title::parse("Café ☕ 日本").unwrap(), "Café ☕ 日本");
     }
 
     #[test]

@@ -150,6 +150,27 @@ pub fn allowed_origins() -> Vec<String> {
     origins
 }
 
+/// Whether a `Host` value (name, optional port) is safe to echo and names an accepted host.
+pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
+    if host.is_empty()
+        || host.len() > 255
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'))
+    {
+        return false;
+    }
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.chars().all(|c| c.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use crate::tasks::{PgTaskStore, SqliteTaskStore, TaskStore};
+use crate::tasks::{SqlTaskStore, TaskStore};
 
 static PG_MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
 static SQLITE_MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -67,6 +67,53 @@ pub enum Database {
     Postgres(PgPool),
     Sqlite(SqlitePool),
 }
+
+/// An open transaction on either kind of database.
+#[derive(Debug)]
+pub enum Transaction {
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+impl Transaction {
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Transaction::Postgres(t) => t.commit().await,
+            Transaction::Sqlite(t) => t.commit().await,
+        }
+    }
+}
+
+/// The one place the two drivers meet: evaluates `$body` with `$pool` bound to the pool of
+/// whichever database `$db` (a `&Database`) is. The body is ordinary Rust — a query and its
+/// `.await` — compiled once per driver; both dialects take the same SQL (`$N` parameters,
+/// `RETURNING`, `ON CONFLICT`).
+macro_rules! on_pool {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::db::Database::Postgres($pool) => $body,
+            $crate::db::Database::Sqlite($pool) => $body,
+        }
+    };
+}
+
+/// [`on_pool!`] for a `&mut Transaction`: `$conn` is the transaction's connection.
+macro_rules! on_tx {
+    ($tx:expr, |$conn:ident| $body:expr) => {
+        match $tx {
+            $crate::db::Transaction::Postgres(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+            $crate::db::Transaction::Sqlite(t) => {
+                let $conn = &mut **t;
+                $body
+            }
+        }
+    };
+}
+
+pub(crate) use {on_pool, on_tx};
 
 /// The SQLite file used when `DATABASE_URL` is unset.
 pub fn default_sqlite_path() -> anyhow::Result<PathBuf> {
@@ -218,10 +265,15 @@ impl Database {
 
     /// The task store on this database.
     pub fn task_store(&self) -> Arc<dyn TaskStore> {
-        match self {
-            Database::Postgres(p) => Arc::new(PgTaskStore::new(p.clone())),
-            Database::Sqlite(p) => Arc::new(SqliteTaskStore::new(p.clone())),
-        }
+        Arc::new(SqlTaskStore::new(self.clone()))
+    }
+
+    /// Starts a transaction.
+    pub async fn begin(&self) -> Result<Transaction, sqlx::Error> {
+        Ok(match self {
+            Database::Postgres(p) => Transaction::Postgres(p.begin().await?),
+            Database::Sqlite(p) => Transaction::Sqlite(p.begin().await?),
+        })
     }
 
     /// Checks that the database answers (for readiness probes).

@@ -19,6 +19,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use self::jwks::Jwks;
+pub use crate::user::UserId;
 
 /// `iss` of the backend's service credential.
 pub const SERVICE_ISSUER: &str = "todo-backend";
@@ -176,7 +177,7 @@ impl AuthSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VerifiedUser {
     /// The token's `sub`: the user every action is scoped to.
-    pub sub: String,
+    pub sub: UserId,
     /// Whether this was the backend's service credential acting for `sub`.
     pub service: bool,
 }
@@ -299,9 +300,9 @@ fn hs256(secret: &SecretString) -> PinnedKey {
     }
 }
 
-/// Whether a user id is one we can scope data to: 1 to 128 printable characters.
+/// Whether a user id is one we can scope data to (see [`UserId`]).
 pub fn valid_subject(sub: &str) -> bool {
-    !sub.is_empty() && sub.chars().count() <= 128 && !sub.chars().any(char::is_control)
+    UserId::parse(sub).is_ok()
 }
 
 impl Verifier {
@@ -429,7 +430,7 @@ impl Verifier {
         v
     }
 
-    fn check(&self, token: &str, key: &PinnedKey, v: &Validation) -> Result<String, AuthError> {
+    fn check(&self, token: &str, key: &PinnedKey, v: &Validation) -> Result<UserId, AuthError> {
         use jsonwebtoken::errors::ErrorKind as K;
         let data = jsonwebtoken::decode::<Claims>(token, &key.key, v).map_err(|e| {
             let err = match e.kind() {
@@ -445,11 +446,7 @@ impl Verifier {
             tracing::debug!(reason = %err, "token refused");
             err
         })?;
-        let sub = data.claims.sub;
-        if !valid_subject(&sub) {
-            return Err(AuthError::Invalid("bad subject"));
-        }
-        Ok(sub)
+        UserId::parse(&data.claims.sub).map_err(|_| AuthError::Invalid("bad subject"))
     }
 }
 
