@@ -377,7 +377,7 @@ async fn bad_calls_are_tool_errors_with_a_helpful_message_and_the_server_keeps_s
             ),
             (
                 "add_task",
-                json!({"title": "x", "due": "tomorrow"}),
+                json!({"title": "x", "due": "whenever suits"}),
                 "`due` must be an ISO 8601 date",
             ),
             (
