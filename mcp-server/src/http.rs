@@ -16,7 +16,6 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::auth::{AuthError, Verifier, bearer_token};
 use crate::tasks::TaskStore;
@@ -113,36 +112,6 @@ pub fn host_allowed(host: &str, allowed: &[String]) -> bool {
     allowed.iter().any(|a| a.eq_ignore_ascii_case(name))
 }
 
-/// Request id, span and access log line for every request.
-async fn trace_request(req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let id = crate::runtime::request_id(req.headers());
-    let path = req.uri().path();
-    // Known routes name themselves; anything else shares one label.
-    let route = if path == "/mcp" || path == "/healthz" || path.starts_with(RESOURCE_METADATA_PATH)
-    {
-        path.to_string()
-    } else {
-        "unmatched".to_string()
-    };
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    let status = resp.status().as_u16();
-    span.in_scope(|| {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        if route == "/healthz" {
-            tracing::debug!(status, elapsed_ms = ms, "served");
-        } else {
-            tracing::info!(status, elapsed_ms = ms, "served");
-        }
-    });
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(crate::runtime::REQUEST_ID, v);
-    }
-    resp
-}
-
 /// Names the caller of an `/mcp` request: the verified `sub`, or the open user.
 async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response {
     let caller = match &gate.settings.auth {
@@ -170,8 +139,30 @@ async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response
     next.run(req).await
 }
 
-/// The `/mcp` router (plus `/healthz`) over a store.
+/// The `/mcp` router (plus `/healthz`) over a store, traced as a whole ([`traced`]).
 pub fn router(
+    store: Arc<dyn TaskStore>,
+    settings: HttpSettings,
+    shutdown: CancellationToken,
+) -> Router {
+    traced(routes(store, settings, shutdown))
+}
+
+/// Request id, span, access log line and the error shape around every request of `app`,
+/// including its fallback and 405s (`crate::trace`). Applied last, over every route.
+pub fn traced(app: Router) -> Router {
+    app.route_layer(axum::middleware::from_fn(crate::trace::matched_route))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::trace::Trace {
+                quiet: &["/healthz", "/readyz"],
+                observe: None,
+            },
+            crate::trace::trace,
+        ))
+}
+
+/// The routes of [`router`], without the request layer.
+pub fn routes(
     store: Arc<dyn TaskStore>,
     settings: HttpSettings,
     shutdown: CancellationToken,
@@ -204,7 +195,6 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route(RESOURCE_METADATA_PATH, get(metadata.clone()))
         .route(&format!("{RESOURCE_METADATA_PATH}/mcp"), get(metadata))
-        .layer(axum::middleware::from_fn(trace_request))
 }
 
 /// Adds `GET /readyz` to `app`: 200 while `db` answers, 503 (JSON) while it does not, so a

@@ -6,7 +6,9 @@ pub mod db;
 pub mod http;
 pub mod runtime;
 pub mod serve;
+pub mod settings;
 pub mod tasks;
 #[doc(hidden)]
 pub mod testing;
 pub mod tools;
+pub mod trace;

@@ -179,26 +179,55 @@ impl Agent {
         .unwrap_or(Err(TurnError::Timeout));
         // A finished turn released the lease with its last message; a failed one does here.
         if result.is_err() {
-            match tokio::time::timeout(
-                bounds::CLOSE_TIMEOUT,
-                self.conversations.release(id, &lease),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire")
-                }
-                Err(_) => {
-                    tracing::warn!("releasing a conversation lease timed out; it will expire")
-                }
-            }
+            self.release_lease(id, &lease).await;
         }
         result
     }
 
+    /// Gives a failed turn's lease back (bounded; an unreleased lease expires by itself).
+    pub(crate) async fn release_lease(&self, id: Uuid, lease: &str) {
+        match tokio::time::timeout(bounds::CLOSE_TIMEOUT, self.conversations.release(id, lease))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire")
+            }
+            Err(_) => tracing::warn!("releasing a conversation lease timed out; it will expire"),
+        }
+    }
+
+    /// Stores the person's message (unless the turn resumes one already stored) and says so
+    /// to whoever waits for the conversation id.
+    pub(crate) async fn store_message(
+        &self,
+        id: Uuid,
+        lease: &str,
+        req: &mut TurnRequest,
+    ) -> Result<(), TurnError> {
+        if !req.resume {
+            self.conversations
+                .append(
+                    id,
+                    lease,
+                    self.lease_until(),
+                    &[NewMessage {
+                        role: Some(Role::User),
+                        content: req.message.clone(),
+                        ..NewMessage::default()
+                    }],
+                    false,
+                )
+                .await?;
+        }
+        if let Some(tx) = req.on_stored.take() {
+            let _ = tx.send(id);
+        }
+        Ok(())
+    }
+
     /// Takes the lease of the request's conversation, creating it when there is none.
-    async fn take_lease(
+    pub(crate) async fn take_lease(
         &self,
         req: &TurnRequest,
         lease: &str,
@@ -225,7 +254,7 @@ impl Agent {
     }
 
     /// A lease outlives the turn's hard stop by a margin; every append renews it.
-    fn lease_until(&self) -> DateTime<Utc> {
+    pub(crate) fn lease_until(&self) -> DateTime<Utc> {
         Utc::now()
             + chrono::Duration::from_std(
                 self.limits.turn_timeout + bounds::STORAGE_GRACE + Duration::from_secs(5),
@@ -288,24 +317,7 @@ impl Agent {
         if req.conversation_id.is_some() {
             self.close_interrupted(id, lease).await?;
         }
-        if !req.resume {
-            self.conversations
-                .append(
-                    id,
-                    lease,
-                    self.lease_until(),
-                    &[NewMessage {
-                        role: Some(Role::User),
-                        content: req.message.clone(),
-                        ..NewMessage::default()
-                    }],
-                    false,
-                )
-                .await?;
-        }
-        if let Some(tx) = req.on_stored.take() {
-            let _ = tx.send(id);
-        }
+        self.store_message(id, lease, req).await?;
         events::emit(events::TurnEvent::Started {
             conversation_id: id,
         });
@@ -445,10 +457,7 @@ impl Agent {
             let outcome = match &c {
                 Err(_) => "timeout",
                 Ok(Ok(_)) => "ok",
-                Ok(Err(LlmError::RateLimited)) => "rate_limited",
-                Ok(Err(LlmError::Unavailable(_))) => "unavailable",
-                Ok(Err(LlmError::Rejected { .. })) => "rejected",
-                Ok(Err(LlmError::BadReply(_))) => "bad_reply",
+                Ok(Err(e)) => e.metric_label(),
             };
             let (p, k) = match &c {
                 Ok(Ok(c)) => (c.prompt_tokens, c.completion_tokens),

@@ -22,7 +22,7 @@ use self::parse::{Change, Command, ListView, Malformed};
 use self::render::Here;
 use crate::agent::toolbox::ToolOutcome;
 use crate::agent::{Agent, ToolCallReport, TurnAnswer, TurnError, TurnRequest};
-use crate::store::{Lease, NewMessage, Role, ToolCallRecord, ToolExecution};
+use crate::store::{NewMessage, Role, ToolCallRecord, ToolExecution};
 
 /// What a free-form message is answered with when no model is configured.
 pub const NO_MODEL: &str = "No language model is configured here, so I only understand commands. \
@@ -160,53 +160,17 @@ fn plan(agent: &Agent, message: &str, here: Here) -> Plan {
     }
 }
 
-fn title_from(message: &str) -> String {
-    let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut t: String = one_line.chars().take(60).collect();
-    if one_line.chars().count() > 60 {
-        t.push('…');
-    }
-    t
-}
-
 /// Runs a turn answered without the model, under the conversation's lease.
 #[tracing::instrument(name = "command_turn", skip_all, fields(conversation_id = tracing::field::Empty))]
 pub async fn run(agent: &Agent, mut req: TurnRequest) -> Result<TurnAnswer, TurnError> {
     let lease = Uuid::new_v4().to_string();
-    let until = lease_until(agent);
-    let id = match req.conversation_id {
-        Some(id) => match agent
-            .conversations
-            .acquire(&req.user, id, &lease, until)
-            .await?
-        {
-            Lease::Acquired => id,
-            Lease::Busy => return Err(TurnError::Busy),
-            Lease::NotFound => return Err(TurnError::NotFound),
-        },
-        None => {
-            let id = Uuid::now_v7();
-            agent
-                .conversations
-                .create(&req.user, id, &title_from(&req.message), &lease, until)
-                .await?;
-            id
-        }
-    };
+    let id = agent.take_lease(&req, &lease, agent.lease_until()).await?;
     tracing::Span::current().record("conversation_id", tracing::field::display(id));
     let result = run_leased(agent, id, &lease, &mut req).await;
-    if result.is_err()
-        && let Err(e) = agent.conversations.release(id, &lease).await
-    {
-        tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire");
+    if result.is_err() {
+        agent.release_lease(id, &lease).await;
     }
     result
-}
-
-fn lease_until(agent: &Agent) -> DateTime<Utc> {
-    Utc::now()
-        + chrono::Duration::from_std(agent.limits.turn_timeout)
-            .unwrap_or(chrono::Duration::minutes(1))
 }
 
 async fn run_leased(
@@ -215,25 +179,7 @@ async fn run_leased(
     lease: &str,
     req: &mut TurnRequest,
 ) -> Result<TurnAnswer, TurnError> {
-    if !req.resume {
-        agent
-            .conversations
-            .append(
-                id,
-                lease,
-                lease_until(agent),
-                &[NewMessage {
-                    role: Some(Role::User),
-                    content: req.message.clone(),
-                    ..NewMessage::default()
-                }],
-                false,
-            )
-            .await?;
-    }
-    if let Some(tx) = req.on_stored.take() {
-        let _ = tx.send(id);
-    }
+    agent.store_message(id, lease, req).await?;
     let here = Here {
         now: Utc::now(),
         tz: req.timezone,
@@ -261,7 +207,7 @@ async fn run_leased(
     });
     let stored = agent
         .conversations
-        .append(id, lease, lease_until(agent), &to_store, true)
+        .append(id, lease, agent.lease_until(), &to_store, true)
         .await?;
     let created_at = stored.last().map_or_else(Utc::now, |m| m.created_at);
     Ok(TurnAnswer {

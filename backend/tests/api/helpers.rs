@@ -84,6 +84,7 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
     let llm = MockServer::start().await;
     let settings = Settings {
         database_url: Some(db.url.clone()),
+        db: Default::default(),
         llm: o.llm_configured.then(|| LlmConfig {
             base_url: o
                 .llm_base_url

@@ -19,6 +19,7 @@ mod providers;
 mod remote_mcp;
 mod remote_reads;
 mod retention;
+mod routes;
 mod stalls;
 mod store;
 mod stream;

@@ -44,7 +44,7 @@ impl RemoteMcp {
         let app = http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
+                allowed_hosts: todo_mcp::settings::allowed_hosts(local, &[]),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),
@@ -161,6 +161,7 @@ async fn the_backend_refuses_to_start_without_a_working_service_credential() {
         let db = TestDb::new(Kind::Sqlite).await.unwrap().unwrap();
         let settings = todo_backend::config::Settings {
             database_url: Some(db.url.clone()),
+            db: Default::default(),
             llm: None,
             mcp_server_url: o.mcp_server_url,
             prompt: "p".into(),

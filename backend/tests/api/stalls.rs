@@ -64,7 +64,7 @@ impl StallingMcp {
         let app = http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::runtime::allowed_hosts(local),
+                allowed_hosts: todo_mcp::settings::allowed_hosts(local, &[]),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),
