@@ -410,16 +410,31 @@ async fn unrouted_requests_and_preflights_are_logged_with_their_request_id() {
     let client = reqwest::Client::new();
     let base = running.address.clone();
     let cases = [
-        (reqwest::Method::GET, "/no/such/page", "edge-404", 404),
-        (reqwest::Method::PUT, "/api/me/chat", "edge-405", 405),
+        (
+            reqwest::Method::GET,
+            "/no/such/page",
+            "edge-404",
+            404,
+            "unmatched",
+        ),
+        // The path matched a route (named in the log), the method did not.
+        (
+            reqwest::Method::PUT,
+            "/api/me/chat",
+            "edge-405",
+            405,
+            "/api/{user_id}/chat",
+        ),
+        // Answered by the CORS layer before any routing.
         (
             reqwest::Method::OPTIONS,
             "/api/me/chat",
             "edge-preflight",
             200,
+            "unmatched",
         ),
     ];
-    for (method, path, id, status) in &cases {
+    for (method, path, id, status, _) in &cases {
         let r = client
             .request(method.clone(), format!("{base}{path}"))
             .header("x-request-id", *id)
@@ -436,7 +451,7 @@ async fn unrouted_requests_and_preflights_are_logged_with_their_request_id() {
         }
     }
     let (_, lines) = running.stop().await;
-    for (method, _, id, status) in &cases {
+    for (method, _, id, status, route) in &cases {
         let served = lines.iter().find_map(|l| {
             let v: Value = serde_json::from_str(l).ok()?;
             (v["span"]["request_id"] == *id && v["message"] == "served").then_some(v)
@@ -444,6 +459,6 @@ async fn unrouted_requests_and_preflights_are_logged_with_their_request_id() {
         let v = served.unwrap_or_else(|| panic!("no access log line for {id}: {lines:#?}"));
         assert_eq!(v["status"], *status, "{v}");
         assert_eq!(v["span"]["method"], method.as_str(), "{v}");
-        assert_eq!(v["span"]["route"], "unmatched", "{v}");
+        assert_eq!(v["span"]["route"], *route, "{v}");
     }
 }

@@ -203,7 +203,12 @@ async fn fallbacks_405s_and_preflights_carry_a_request_id_a_log_line_and_the_err
     let client = reqwest::Client::new();
     let cases = [
         (reqwest::Method::GET, "/no/such/page", "mcp-404", Some(404)),
-        (reqwest::Method::POST, "/healthz", "mcp-405", Some(405)),
+        (
+            reqwest::Method::POST,
+            "/.well-known/oauth-protected-resource",
+            "mcp-405",
+            Some(405),
+        ),
         (reqwest::Method::OPTIONS, "/mcp", "mcp-preflight", None),
     ];
     for (method, path, id, status) in &cases {

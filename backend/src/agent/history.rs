@@ -2,7 +2,7 @@
 //! assistant tool call answered by exactly one tool message), bounded by a token estimate.
 
 use crate::agent::llm::{WireFunction, WireMessage, WireToolCall};
-use crate::store::{Message, Role};
+use crate::store::{Message, Role, ToolCallRecord};
 
 /// Said to the model for a call whose result was never recorded (a crash mid-turn).
 pub const INTERRUPTED: &str = "No result was recorded for this call (the turn was interrupted). \
@@ -32,6 +32,18 @@ pub fn estimate_tokens(m: &WireMessage) -> usize {
 
 /// Stored messages → a valid wire sequence, trimmed from the front to `max_tokens`
 /// (the last user message is always kept).
+/// A stored tool call as the chat-completions API takes it back.
+pub fn wire_call(c: &ToolCallRecord) -> WireToolCall {
+    WireToolCall {
+        id: c.id.clone(),
+        kind: "function",
+        function: WireFunction {
+            name: c.name.clone(),
+            arguments: c.arguments.clone(),
+        },
+    }
+}
+
 pub fn to_wire(history: &[Message], max_tokens: usize) -> Vec<WireMessage> {
     // Blocks start at user messages, so trimming never cuts a tool exchange in half.
     let mut blocks: Vec<Vec<WireMessage>> = Vec::new();
@@ -47,18 +59,7 @@ pub fn to_wire(history: &[Message], max_tokens: usize) -> Vec<WireMessage> {
                 let Some(block) = blocks.last_mut() else {
                     continue; // history window starts mid-turn: drop until a user message
                 };
-                let calls: Vec<WireToolCall> = m
-                    .tool_calls
-                    .iter()
-                    .map(|c| WireToolCall {
-                        id: c.id.clone(),
-                        kind: "function",
-                        function: WireFunction {
-                            name: c.name.clone(),
-                            arguments: c.arguments.clone(),
-                        },
-                    })
-                    .collect();
+                let calls: Vec<WireToolCall> = m.tool_calls.iter().map(wire_call).collect();
                 let content = (!m.content.is_empty()).then(|| m.content.clone());
                 if calls.is_empty() {
                     if content.is_some() {

@@ -21,7 +21,7 @@ use serde_json::Value;
 use todo_mcp::tasks::TaskStore;
 use uuid::Uuid;
 
-use self::llm::{Completion, Llm, LlmError, WireFunction, WireMessage, WireToolCall};
+use self::llm::{Completion, Llm, LlmError, WireMessage};
 use self::toolbox::{ToolOutcome, ToolSession, Toolbox};
 use crate::metrics::Metrics;
 use crate::store::{
@@ -520,17 +520,7 @@ impl Agent {
             self.conversations.tools_started(&started_rows).await?;
             messages.push(WireMessage::Assistant {
                 content: c.content.clone(),
-                tool_calls: assistant
-                    .iter()
-                    .map(|a| WireToolCall {
-                        id: a.id.clone(),
-                        kind: "function",
-                        function: WireFunction {
-                            name: a.name.clone(),
-                            arguments: a.arguments.clone(),
-                        },
-                    })
-                    .collect(),
+                tool_calls: assistant.iter().map(history::wire_call).collect(),
             });
             let mut audits = Vec::with_capacity(c.tool_calls.len());
             for (i, call) in c.tool_calls.iter().enumerate() {
