@@ -712,6 +712,8 @@ impl Agent {
         .priced(&self.prices, llm.model())
     }
 
+    // The turn's pieces, each needed here; a struct for them would exist for this call alone.
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         llm: &Llm,
