@@ -152,6 +152,20 @@ else
     start_postgres
 fi
 
+# Lints first: warnings are errors, on every target of the workspace (tests included).
+# SKIP_CLIPPY=1 skips them for a quick filtered run.
+if [ -z "${SKIP_CLIPPY:-}" ]; then
+    if ! cargo clippy --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+        log "installing clippy"
+        rustup component add clippy </dev/null >&2 || true
+    fi
+    cargo clippy --version >/dev/null 2>&1 || die "cargo clippy is not available (rustup component add clippy)"
+    log "running: cargo clippy --workspace --all-targets -- -D warnings"
+    cargo clippy --workspace --all-targets -- -D warnings || die "clippy found problems (SKIP_CLIPPY=1 skips this step)"
+else
+    log "SKIPPED clippy (SKIP_CLIPPY is set)"
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
     runner=(cargo nextest run --workspace --all-targets --no-fail-fast)
 else

@@ -13,7 +13,7 @@ use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use secrecy::SecretString;
-use todo_core::auth::{AuthError, AuthSettings, Verifier, bearer_token, secret_from_env};
+use todo_core::auth::{AuthError, AuthSettings, Verifier, bearer_token};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
@@ -58,34 +58,6 @@ impl Default for AccessSettings {
             mcp_allow_plain_http: false,
             max_turns_per_user: 4,
         }
-    }
-}
-
-fn number<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
-    match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
-        None => Ok(default),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name} has an invalid value {v:?}")),
-    }
-}
-
-impl AccessSettings {
-    pub fn from_env() -> anyhow::Result<AccessSettings> {
-        let d = AccessSettings::default();
-        Ok(AccessSettings {
-            auth: AuthSettings::from_env()?,
-            mcp_service_secret: secret_from_env("MCP_SERVICE_SECRET")?,
-            rate_limit_per_minute: number("RATE_LIMIT_PER_MINUTE", d.rate_limit_per_minute)?,
-            max_concurrent_turns: number("MAX_CONCURRENT_TURNS", d.max_concurrent_turns)?,
-            allowed_origins: todo_service::runtime::env_list("ALLOWED_ORIGINS"),
-            allowed_hosts: todo_service::runtime::env_list("ALLOWED_HOSTS"),
-            metrics_token: secret_from_env("METRICS_TOKEN")?,
-            single_user_dev: number("SINGLE_USER_DEV", false)?,
-            mcp_allow_plain_http: number("MCP_ALLOW_PLAIN_HTTP", false)?,
-            max_turns_per_user: number("MAX_TURNS_PER_USER", d.max_turns_per_user)?,
-        })
     }
 }
 

@@ -6,15 +6,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
 use todo_core::auth::ServiceCredential;
 use todo_core::conversations::conversation_store;
-use todo_core::db::{Database, DbOptions};
+use todo_core::db::Database;
 use todo_service::serve::ServeLimits;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::access::{self, Access};
+use crate::access::Access;
 use crate::agent::Agent;
 use crate::agent::llm::Llm;
 use crate::agent::toolbox::Toolbox;
@@ -26,7 +25,7 @@ use crate::telemetry;
 
 /// Connects the database (migrating it) and assembles the state.
 pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
-    let db = Database::connect(settings.database_url.as_deref(), &DbOptions::from_env()?).await?;
+    let db = Database::connect(settings.database_url.as_deref(), &settings.db).await?;
     db.migrate().await?;
     let tasks = db.task_store();
     for w in crate::preflight::check_auth(&settings.access)? {
@@ -87,47 +86,29 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
     })
 }
 
-/// The router.
+/// The application: every operation of `crate::api`, the Host/Origin guard and CORS, and
+/// outermost the request layer, so that everything — a fallback 404, a 405, a refused Host,
+/// a CORS preflight — gets a request id, an access log line and the error shape.
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
     let access = state.access.clone();
-    let router = Router::new()
-        .route("/api/{user_id}/chat", post(api::chat))
-        .route("/api/{user_id}/conversations", get(api::conversations))
-        .route(
-            "/api/{user_id}/conversations/{id}/messages",
-            get(api::messages),
-        )
-        .route("/api/{user_id}/tasks", get(api::tasks))
-        .route("/api/{user_id}/usage", get(api::usage::usage))
-        // Refused fast (503, Retry-After) while draining or while the database is away.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.lifecycle.clone(),
-            crate::lifecycle::gate,
-        ))
-        // Every route above needs a token naming the path's user; those below are public.
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.access.clone(),
-            access::require_owner,
-        ))
-        .route("/healthz", get(api::healthz))
-        .route("/readyz", get(api::readyz))
-        .route("/metrics", get(api::metrics))
-        .route("/openapi.json", get(api::openapi))
-        .route("/", get(crate::page::index))
-        .route("/assets/{file}", get(crate::page::file))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.metrics.clone(),
-            telemetry::track,
+    let metrics = state.metrics.clone();
+    let router = api::routes(&state)
+        .route_layer(axum::middleware::from_fn(
+            todo_service::trace::matched_route,
         ))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state);
-    // Outermost: a request from a foreign Host or web page goes no further.
+    // A request from a foreign Host or web page goes no further than the guard.
     access
         .with_cors(router)
         .layer(axum::middleware::from_fn_with_state(
             access.guard.clone(),
             crate::guard::check,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            telemetry::trace(metrics),
+            todo_service::trace::trace,
         ))
 }
 

@@ -122,6 +122,32 @@ impl From<todo_core::conversations::StoreError> for ApiError {
     }
 }
 
+impl TurnError {
+    /// The label of a turn's outcome in `/metrics` (`chat_turns_total{outcome}`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            TurnError::NotFound => "not_found",
+            TurnError::Busy => "busy",
+            TurnError::Timeout => "timeout",
+            TurnError::Llm(_) => "llm_error",
+            _ => "error",
+        }
+    }
+}
+
+impl LlmError {
+    /// The label of a failed model call in `/metrics` (`llm_requests_total{outcome}`).
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            LlmError::RateLimited => "rate_limited",
+            LlmError::Unavailable(_) => "unavailable",
+            LlmError::Rejected { .. } => "rejected",
+            LlmError::BadReply(_) => "bad_reply",
+            LlmError::Truncated { .. } => "truncated",
+        }
+    }
+}
+
 impl From<TurnError> for ApiError {
     fn from(e: TurnError) -> Self {
         use StatusCode as S;
@@ -170,6 +196,13 @@ impl From<TurnError> for ApiError {
                 tracing::error!(?why, "language model reply unusable");
                 ApiError::new(S::BAD_GATEWAY, "llm_bad_reply", "The language model sent a reply that could not be used.")
             }
+            TurnError::Llm(LlmError::Truncated { max_tokens }) => ApiError::new(
+                S::BAD_GATEWAY,
+                "llm_reply_truncated",
+                format!(
+                    "The language model's reply was cut off at its limit of {max_tokens} tokens, so it was not used. Your message was saved; send it again, or raise LLM_MAX_TOKENS."
+                ),
+            ),
             TurnError::Store(e) => e.into(),
             TurnError::Tools(e) => ApiError::unavailable("tools unreachable", &format!("{e:#}")),
         }

@@ -146,26 +146,6 @@ pub struct ShutdownSettings {
     pub timeout: Duration,
 }
 
-impl ShutdownSettings {
-    /// From the environment; the timeout defaults to the longest turn plus 10 s.
-    pub fn from_env(turn_timeout: Duration) -> anyhow::Result<ShutdownSettings> {
-        let secs = |name: &str, default: u64| -> anyhow::Result<Duration> {
-            match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
-                None => Ok(Duration::from_secs(default)),
-                Some(v) => v
-                    .trim()
-                    .parse()
-                    .map(Duration::from_secs)
-                    .map_err(|_| anyhow::anyhow!("{name} has an invalid value {v:?}")),
-            }
-        };
-        Ok(ShutdownSettings {
-            delay: secs("SHUTDOWN_DELAY_SECS", 0)?,
-            timeout: secs("SHUTDOWN_TIMEOUT_SECS", turn_timeout.as_secs() + 10)?,
-        })
-    }
-}
-
 /// Waits for `signal`, drains, then cancels the returned token (which stops the listener).
 /// The second value is the deadline by which the process must be gone.
 pub fn drain_on(
@@ -256,11 +236,5 @@ mod tests {
         assert!(l.ready().await.is_err());
         assert!(!l.database_up(), "two are");
         t.cleanup().await;
-    }
-
-    #[test]
-    fn the_shutdown_timeout_outlasts_the_longest_turn() {
-        let s = ShutdownSettings::from_env(Duration::from_secs(60)).unwrap();
-        assert!(s.timeout > Duration::from_secs(60));
     }
 }

@@ -1,62 +1,53 @@
 //! `todo-backend`: the chat service.
 
-use std::net::SocketAddr;
-
-use clap::{Parser, Subcommand};
-use todo_backend::config::Settings;
+use anyhow::Context;
+use clap::Parser;
+use todo_backend::config::{Command, Config};
 use todo_backend::{app, lifecycle};
-use todo_core::db::{Database, DbOptions};
+use todo_core::db::Database;
+use todo_mcp::settings::nonempty;
 use todo_service::runtime;
 
-#[derive(Parser)]
-#[command(
-    name = "todo-backend",
-    version,
-    about = "Chat-driven todo agent: HTTP API"
-)]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
+fn main() -> std::process::ExitCode {
+    // Before any thread: `.env` fills in what the environment does not set.
+    let dotenv = todo_mcp::settings::load_dotenv();
+    let config = Config::parse();
+    config.log.init();
+    let run = async {
+        dotenv?;
+        run(config).await
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run));
+    runtime::exit_code(result)
 }
 
-#[derive(Subcommand)]
-enum Command {
-    /// Serve the HTTP API (the default).
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8000")]
-        bind: SocketAddr,
-    },
-    /// Apply database migrations and exit.
-    Migrate,
-}
-
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    runtime::init_tracing();
-    runtime::exit_code(run(Cli::parse()).await)
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let command = cli.command.unwrap_or(Command::Serve {
+async fn run(config: Config) -> anyhow::Result<()> {
+    let command = config.command.clone().unwrap_or(Command::Serve {
         bind: "127.0.0.1:8000".parse()?,
     });
     match command {
         Command::Migrate => {
-            let url = std::env::var("DATABASE_URL").ok();
-            let db = Database::connect(url.as_deref(), &DbOptions::from_env()?).await?;
+            let db = Database::connect(config.db.url().as_deref(), &config.db.options()?).await?;
             db.migrate().await?;
             tracing::info!(database = db.kind(), "migrations applied");
             db.close().await;
         }
         Command::Serve { bind } => {
-            let settings = Settings::from_env()?;
+            let settings = config.settings()?;
+            todo_mcp::tools::args::set_timezone(nonempty(&config.todo_timezone))
+                .map_err(anyhow::Error::msg)?;
             let auth = &settings.access.auth;
             runtime::check_open_bind("todo-backend", bind, auth.is_configured())?;
             if auth.is_configured() {
                 tracing::info!(verification = %auth.describe(), "bearer tokens required on /api");
             }
-            let serve_limits = todo_service::serve::ServeLimits::from_env()?;
-            let retention = todo_backend::retention::Retention::from_env()?;
+            let serve_limits = config.serve.limits()?;
+            let retention = config.retention()?;
+            let shutdown_settings = config.shutdown()?;
             let state = app::build_state(&settings).await?;
             let db = state.db.clone();
             let listener = app::bind(bind).await?;
@@ -68,7 +59,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 signals,
                 state.lifecycle.clone(),
                 state.access.clone(),
-                lifecycle::ShutdownSettings::from_env(settings.limits.turn_timeout)?,
+                shutdown_settings,
             );
             tracing::info!(database = db.kind(), "listening on http://{local}");
             let served = app::serve_with(

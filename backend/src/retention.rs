@@ -31,14 +31,7 @@ impl Default for Retention {
     }
 }
 
-fn env_u64(name: &str, default: u64, max: u64) -> anyhow::Result<u64> {
-    let v = match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
-        None => default,
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name} has an invalid value {v:?}"))?,
-    };
+fn at_most(name: &str, v: u64, max: u64) -> anyhow::Result<u64> {
     anyhow::ensure!(
         v <= max,
         "{name}={v} is outside the accepted range 0..={max}"
@@ -47,16 +40,23 @@ fn env_u64(name: &str, default: u64, max: u64) -> anyhow::Result<u64> {
 }
 
 impl Retention {
-    pub fn from_env() -> anyhow::Result<Retention> {
+    /// From `IDEMPOTENCY_TTL_HOURS`, `TRASH_RETENTION_DAYS`, `AUDIT_RETENTION_DAYS` and
+    /// `RETENTION_SWEEP_SECS`, refused out of range.
+    pub fn new(
+        ttl_hours: u64,
+        trash_days: u64,
+        audit_days: u64,
+        sweep_secs: u64,
+    ) -> anyhow::Result<Retention> {
         let days = |n: u64| (n > 0).then(|| Duration::from_secs(n * 86_400));
-        let ttl = env_u64("IDEMPOTENCY_TTL_HOURS", 24, 24 * 365)?;
+        let ttl = at_most("IDEMPOTENCY_TTL_HOURS", ttl_hours, 24 * 365)?;
         anyhow::ensure!(ttl >= 1, "IDEMPOTENCY_TTL_HOURS must be at least 1");
-        let sweep = env_u64("RETENTION_SWEEP_SECS", 3600, 7 * 86_400)?;
+        let sweep = at_most("RETENTION_SWEEP_SECS", sweep_secs, 7 * 86_400)?;
         anyhow::ensure!(sweep >= 10, "RETENTION_SWEEP_SECS must be at least 10");
         Ok(Retention {
             idempotency_ttl: Duration::from_secs(ttl * 3600),
-            trash: days(env_u64("TRASH_RETENTION_DAYS", 30, 36_500)?),
-            audit: days(env_u64("AUDIT_RETENTION_DAYS", 90, 36_500)?),
+            trash: days(at_most("TRASH_RETENTION_DAYS", trash_days, 36_500)?),
+            audit: days(at_most("AUDIT_RETENTION_DAYS", audit_days, 36_500)?),
             sweep_every: Duration::from_secs(sweep),
         })
     }

@@ -246,3 +246,217 @@ async fn a_client_trickling_its_headers_is_disconnected() {
     let (status, _) = app.stop().await;
     assert!(status.success());
 }
+
+/// `NAME=VALUE` lines of `.env.example` (the settings reference people copy to `.env`).
+fn env_example() -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example")).unwrap();
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+        })
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// The settings `--help` lists: variable name → the text of its entry.
+fn help_entries(help: &str) -> std::collections::BTreeMap<String, String> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut entry = String::new();
+    let mut flush = |entry: &mut String| {
+        if let Some(i) = entry.find("[env: ") {
+            let name: String = entry[i + 6..]
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            out.insert(name, std::mem::take(entry));
+        }
+        entry.clear();
+    };
+    for line in help.lines() {
+        if line.trim_start().starts_with('-') {
+            flush(&mut entry);
+        }
+        entry.push_str(line);
+        entry.push('\n');
+    }
+    flush(&mut entry);
+    out
+}
+
+#[tokio::test]
+async fn help_lists_every_setting_of_env_example_with_its_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command(dir.path());
+    c.env_remove("DATABASE_URL").arg("--help");
+    let out = c.output().await.unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    let listed = help_entries(&help);
+    // Settings of todo-mcp alone.
+    let mcp_only = ["MCP_PUBLIC_URL", "TODO_USER_ID"];
+    // Example values, not defaults (no model is configured by default).
+    let examples = ["OPENAI_BASE_URL", "OPENAI_API_KEY", "LLM_MODEL"];
+    let documented = env_example();
+    for (name, value) in &documented {
+        if mcp_only.contains(&name.as_str()) {
+            assert!(!listed.contains_key(name), "{name} is todo-mcp's");
+            continue;
+        }
+        let entry = listed
+            .get(name)
+            .unwrap_or_else(|| panic!("--help does not list {name}:\n{help}"));
+        if !value.is_empty() && !examples.contains(&name.as_str()) {
+            assert!(
+                entry.contains(&format!("[default: {value}]")),
+                ".env.example gives {name}={value} but --help says:\n{entry}"
+            );
+        }
+    }
+    for name in listed.keys() {
+        assert!(
+            documented.iter().any(|(k, _)| k == name),
+            "{name} is a setting missing from .env.example"
+        );
+    }
+    // Secrets never show, even when set.
+    let mut c = command(dir.path());
+    c.env("AUTH_JWT_SECRET", "hunter2-hunter2-hunter2-hunter2-hunter2")
+        .arg("--help");
+    let out = c.output().await.unwrap();
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_malformed_setting_is_refused_by_name_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in [
+        ("LLM_MAX_TOKENS", "lots"),
+        ("MAX_CONNECTIONS", "-1"),
+        ("AGENT_COMPOSE_CONFIRMATIONS", "maybe"),
+    ] {
+        let mut c = command(dir.path());
+        c.env(name, value).args(["serve", "--bind", "127.0.0.1:0"]);
+        let out = tokio::time::timeout(Duration::from_secs(30), c.output())
+            .await
+            .unwrap()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {err}");
+        assert!(
+            err.contains(&format!("{name} has an invalid value \"{value}\"")),
+            "{name}={value}: {err}"
+        );
+    }
+    // An empty value means the default, as in a copied .env.example.
+    let mut c = command(dir.path());
+    c.env("LLM_MAX_TOKENS", "")
+        .env("MAX_CONNECTIONS", " ")
+        .arg("migrate");
+    let out = c.output().await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test]
+async fn dot_env_is_read_and_the_environment_wins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        "MAX_CONNECTIONS=lots\nTURN_TIMEOUT_SECS=0\n",
+    )
+    .unwrap();
+    let mut c = command(dir.path());
+    c.current_dir(dir.path()).arg("migrate");
+    let out = c.output().await.unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("MAX_CONNECTIONS has an invalid value"),
+        "{err}"
+    );
+
+    let mut c = command(dir.path());
+    c.current_dir(dir.path())
+        .env("MAX_CONNECTIONS", "64")
+        .args(["serve", "--bind", "127.0.0.1:0"]);
+    let out = tokio::time::timeout(Duration::from_secs(30), c.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // MAX_CONNECTIONS came from the environment; TURN_TIMEOUT_SECS=0 from .env is refused.
+    assert!(!out.status.success());
+    assert!(err.contains("TURN_TIMEOUT_SECS"), "{err}");
+    assert!(!err.contains("MAX_CONNECTIONS"), "{err}");
+}
+
+#[tokio::test]
+async fn unrouted_requests_and_preflights_are_logged_with_their_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = command(dir.path());
+    c.env("LOG_FORMAT", "json")
+        .env("ALLOWED_ORIGINS", "https://app.example.com")
+        .args(["serve", "--bind", "127.0.0.1:0"]);
+    let running = start(c).await;
+    let client = reqwest::Client::new();
+    let base = running.address.clone();
+    let cases = [
+        (
+            reqwest::Method::GET,
+            "/no/such/page",
+            "edge-404",
+            404,
+            "unmatched",
+        ),
+        // The path matched a route (named in the log), the method did not.
+        (
+            reqwest::Method::PUT,
+            "/api/me/chat",
+            "edge-405",
+            405,
+            "/api/{user_id}/chat",
+        ),
+        // Answered by the CORS layer before any routing.
+        (
+            reqwest::Method::OPTIONS,
+            "/api/me/chat",
+            "edge-preflight",
+            200,
+            "unmatched",
+        ),
+    ];
+    for (method, path, id, status, _) in &cases {
+        let r = client
+            .request(method.clone(), format!("{base}{path}"))
+            .header("x-request-id", *id)
+            .header("origin", "https://app.example.com")
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), *status, "{method} {path}");
+        assert_eq!(r.headers()["x-request-id"], *id);
+        if *status >= 400 {
+            let v: Value = r.json().await.unwrap();
+            assert!(v["error"]["code"].is_string(), "{v}");
+        }
+    }
+    let (_, lines) = running.stop().await;
+    for (method, _, id, status, route) in &cases {
+        let served = lines.iter().find_map(|l| {
+            let v: Value = serde_json::from_str(l).ok()?;
+            (v["span"]["request_id"] == *id && v["message"] == "served").then_some(v)
+        });
+        let v = served.unwrap_or_else(|| panic!("no access log line for {id}: {lines:#?}"));
+        assert_eq!(v["status"], *status, "{v}");
+        assert_eq!(v["span"]["method"], method.as_str(), "{v}");
+        assert_eq!(v["span"]["route"], *route, "{v}");
+    }
+}

@@ -65,48 +65,10 @@ impl Default for AuthSettings {
     }
 }
 
-fn env_var(name: &str) -> Option<String> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty())
-}
-
-fn env_secs(name: &str, default: u64) -> anyhow::Result<u64> {
-    env_var(name).map_or(Ok(default), |v| {
-        v.parse()
-            .map_err(|_| anyhow::anyhow!("{name} must be a number of seconds, got {v:?}"))
-    })
-}
-
-/// Reads a shared secret, refusing one too short to be safe.
-pub fn secret_from_env(name: &str) -> anyhow::Result<Option<SecretString>> {
-    let Some(v) = env_var(name) else {
-        return Ok(None);
-    };
-    anyhow::ensure!(
-        v.len() >= MIN_SECRET_BYTES,
-        "{name} must be at least {MIN_SECRET_BYTES} bytes (for example `openssl rand -hex 32`)"
-    );
-    Ok(Some(SecretString::from(v)))
-}
-
 impl AuthSettings {
-    /// `AUTH_*` from the environment (the service secret is the caller's to add).
-    pub fn from_env() -> anyhow::Result<AuthSettings> {
-        let d = AuthSettings::default();
-        let s = AuthSettings {
-            jwt_secret: secret_from_env("AUTH_JWT_SECRET")?,
-            jwks_url: env_var("AUTH_JWKS_URL"),
-            issuer: env_var("AUTH_ISSUER"),
-            audience: env_var("AUTH_AUDIENCE"),
-            jwks_refetch_interval: Duration::from_secs(env_secs(
-                "AUTH_JWKS_REFETCH_SECS",
-                d.jwks_refetch_interval.as_secs(),
-            )?),
-            leeway_secs: env_secs("AUTH_LEEWAY_SECS", d.leeway_secs)?,
-            service_secret: None,
-        };
+    /// These settings, if they make sense together (read by `crate::settings::AuthArgs`).
+    pub fn checked(self) -> anyhow::Result<AuthSettings> {
+        let s = self;
         anyhow::ensure!(
             s.leeway_secs <= MAX_LEEWAY_SECS,
             "AUTH_LEEWAY_SECS={} is more than {MAX_LEEWAY_SECS}: expired tokens would stay valid",

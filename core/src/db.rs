@@ -40,27 +40,6 @@ impl Default for DbOptions {
     }
 }
 
-impl DbOptions {
-    /// Reads `DATABASE_MAX_CONNECTIONS` and `DATABASE_CONNECT_TIMEOUT_SECS` over the defaults.
-    pub fn from_env() -> anyhow::Result<Self> {
-        let mut o = DbOptions::default();
-        if let Ok(v) = std::env::var("DATABASE_MAX_CONNECTIONS") {
-            o.max_connections = v
-                .parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .context("DATABASE_MAX_CONNECTIONS must be a positive integer")?;
-        }
-        if let Ok(v) = std::env::var("DATABASE_CONNECT_TIMEOUT_SECS") {
-            o.connect_retry_for = Duration::from_secs(
-                v.parse()
-                    .context("DATABASE_CONNECT_TIMEOUT_SECS must be a whole number of seconds")?,
-            );
-        }
-        Ok(o)
-    }
-}
-
 /// A connected database of either kind.
 #[derive(Clone, Debug)]
 pub enum Database {

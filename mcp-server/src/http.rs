@@ -16,12 +16,11 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::tools::{CHANGE_GROUP_HEADER, Caller, ChangeGroup, Identity, TaskTools};
 use todo_core::auth::{AuthError, Verifier, bearer_token};
 use todo_core::tasks::TaskStore;
-use todo_service::runtime::{self, host_allowed};
+use todo_service::runtime::host_allowed;
 
 /// Largest JSON-RPC request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -93,36 +92,6 @@ impl Gate {
     }
 }
 
-/// Request id, span and access log line for every request.
-async fn trace_request(req: Request, next: Next) -> Response {
-    let started = std::time::Instant::now();
-    let id = runtime::request_id(req.headers());
-    let path = req.uri().path();
-    // Known routes name themselves; anything else shares one label.
-    let route = if path == "/mcp" || path == "/healthz" || path.starts_with(RESOURCE_METADATA_PATH)
-    {
-        path.to_string()
-    } else {
-        "unmatched".to_string()
-    };
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %req.method(), route = %route);
-    let mut resp = next.run(req).instrument(span.clone()).await;
-    let status = resp.status().as_u16();
-    span.in_scope(|| {
-        let ms = started.elapsed().as_secs_f64() * 1000.0;
-        if route == "/healthz" {
-            tracing::debug!(status, elapsed_ms = ms, "served");
-        } else {
-            tracing::info!(status, elapsed_ms = ms, "served");
-        }
-    });
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(runtime::REQUEST_ID, v);
-    }
-    resp
-}
-
 /// Names the caller of an `/mcp` request: the verified `sub`, or the open user.
 async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response {
     let caller = match &gate.settings.auth {
@@ -150,8 +119,32 @@ async fn authenticate(gate: Arc<Gate>, mut req: Request, next: Next) -> Response
     next.run(req).await
 }
 
-/// The `/mcp` router (plus `/healthz`) over a store.
+/// The `/mcp` router (plus `/healthz`) over a store, traced as a whole ([`traced`]).
 pub fn router(
+    store: Arc<dyn TaskStore>,
+    settings: HttpSettings,
+    shutdown: CancellationToken,
+) -> Router {
+    traced(routes(store, settings, shutdown))
+}
+
+/// Request id, span, access log line and the error shape around every request of `app`,
+/// including its fallback and 405s (`todo_service::trace`). Applied last, over every route.
+pub fn traced(app: Router) -> Router {
+    app.route_layer(axum::middleware::from_fn(
+        todo_service::trace::matched_route,
+    ))
+    .layer(axum::middleware::from_fn_with_state(
+        todo_service::trace::Trace {
+            quiet: &["/healthz", "/readyz"],
+            observe: None,
+        },
+        todo_service::trace::trace,
+    ))
+}
+
+/// The routes of [`router`], without the request layer.
+pub fn routes(
     store: Arc<dyn TaskStore>,
     settings: HttpSettings,
     shutdown: CancellationToken,
@@ -184,7 +177,6 @@ pub fn router(
         .route("/healthz", get(|| async { "ok" }))
         .route(RESOURCE_METADATA_PATH, get(metadata.clone()))
         .route(&format!("{RESOURCE_METADATA_PATH}/mcp"), get(metadata))
-        .layer(axum::middleware::from_fn(trace_request))
 }
 
 /// Adds `GET /readyz` to `app`: 200 while `db` answers, 503 (JSON) while it does not, so a

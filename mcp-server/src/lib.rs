@@ -1,5 +1,7 @@
 //! todo-mcp: the MCP tool server over the task domain of `todo-core` — the tools and their
-//! stdio and streamable-HTTP transports. The chat backend serves these tools in-process.
+//! stdio and streamable-HTTP transports — and the settings both binaries parse. The chat
+//! backend serves these tools in-process.
 
 pub mod http;
+pub mod settings;
 pub mod tools;

@@ -5,12 +5,14 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use rmcp::ServiceExt;
-use todo_core::auth::{self, AuthSettings, Verifier};
-use todo_core::db::{Database, DbOptions};
+use todo_core::db::Database;
 use todo_mcp::http::{self, HttpSettings};
+use todo_mcp::settings::{AuthArgs, DbArgs, HostArgs, LogArgs, ServeArgs, nonempty};
 use todo_mcp::tools::{Identity, TaskTools};
 use todo_service::runtime;
 
+/// Every setting of todo-mcp: a long option each, or the environment variable named in
+/// brackets (also read from `.env`).
 #[derive(Parser)]
 #[command(
     name = "todo-mcp",
@@ -20,6 +22,25 @@ use todo_service::runtime;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// The user `todo-mcp stdio` (and an unauthenticated `todo-mcp http`) serves.
+    #[arg(long, env = "TODO_USER_ID", default_value = "local", value_parser = todo_mcp::settings::lenient::<String>())]
+    todo_user_id: String,
+    /// The zone in which a due date-time without a UTC offset is read; unset: the machine's.
+    #[arg(long, env = "TODO_TIMEZONE")]
+    todo_timezone: Option<String>,
+    /// Public base URL named in the OAuth protected-resource metadata; unset: from `Host`.
+    #[arg(long, env = "MCP_PUBLIC_URL")]
+    mcp_public_url: Option<String>,
+    #[command(flatten)]
+    db: DbArgs,
+    #[command(flatten)]
+    auth: AuthArgs,
+    #[command(flatten)]
+    hosts: HostArgs,
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[derive(Subcommand)]
@@ -35,40 +56,54 @@ enum Command {
     Migrate,
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
-    runtime::init_tracing();
-    runtime::exit_code(run(Cli::parse()).await)
+fn main() -> std::process::ExitCode {
+    // Before any thread: `.env` fills in what the environment does not set.
+    let dotenv = todo_mcp::settings::load_dotenv();
+    let cli = Cli::parse();
+    cli.log.init();
+    let run = async {
+        dotenv?;
+        run(cli).await
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+        .and_then(|rt| rt.block_on(run));
+    runtime::exit_code(result)
 }
 
-fn user_from_env() -> anyhow::Result<String> {
-    let user = std::env::var("TODO_USER_ID").unwrap_or_else(|_| "local".into());
-    let user = user.trim().to_string();
-    anyhow::ensure!(
-        !user.is_empty() && user.len() <= 128,
-        "TODO_USER_ID must be 1 to 128 characters"
-    );
-    Ok(user)
-}
+impl Cli {
+    fn user(&self) -> anyhow::Result<String> {
+        let user = self.todo_user_id.trim().to_string();
+        anyhow::ensure!(
+            !user.is_empty() && user.len() <= 128,
+            "TODO_USER_ID must be 1 to 128 characters"
+        );
+        Ok(user)
+    }
 
-async fn open_db() -> anyhow::Result<Database> {
-    let url = std::env::var("DATABASE_URL").ok();
-    let db = Database::connect(url.as_deref(), &DbOptions::from_env()?).await?;
-    db.migrate().await?;
-    Ok(db)
+    async fn open_db(&self) -> anyhow::Result<Database> {
+        let db = Database::connect(self.db.url().as_deref(), &self.db.options()?).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if !matches!(cli.command, Command::Migrate) {
+        todo_mcp::tools::args::set_timezone(nonempty(&cli.todo_timezone))
+            .map_err(anyhow::Error::msg)?;
+    }
     match cli.command {
         Command::Migrate => {
-            let db = open_db().await?;
+            let db = cli.open_db().await?;
             tracing::info!(database = db.kind(), "migrations applied");
             db.close().await;
         }
         Command::Stdio => {
-            let user = user_from_env()?;
-            todo_mcp::tools::args::configured_timezone().map_err(anyhow::Error::msg)?;
-            let db = open_db().await?;
+            let user = cli.user()?;
+            let db = cli.open_db().await?;
             tracing::info!(database = db.kind(), %user, "serving MCP over stdio");
             let tools = TaskTools::new(db.task_store(), Identity::Fixed(user));
             let service = tools
@@ -83,40 +118,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.close().await;
         }
         Command::Http { bind } => {
-            todo_mcp::tools::args::configured_timezone().map_err(anyhow::Error::msg)?;
-            let mut auth = AuthSettings::from_env()?;
-            auth.service_secret = auth::secret_from_env("MCP_SERVICE_SECRET")?;
+            let mut auth = cli.auth.settings()?;
+            auth.service_secret = cli.auth.service_secret()?;
             auth.check_for_mcp()?;
             runtime::check_open_bind("todo-mcp http", bind, auth.is_configured())?;
             let verifier = if auth.is_configured() {
-                let v = Verifier::new(&auth)?;
+                let v = todo_core::auth::Verifier::new(&auth)?;
                 tracing::info!(verification = %auth.describe(), "bearer tokens required");
                 v.warm_up().await;
                 Some(v)
             } else {
                 None
             };
-            let serve_limits = todo_service::serve::ServeLimits::from_env()?;
-            let user = user_from_env()?;
-            let db = open_db().await?;
+            let serve_limits = cli.serve.limits()?;
+            let user = cli.user()?;
+            let db = cli.open_db().await?;
             let listener = http::bind(bind).await?;
             let local = listener.local_addr()?;
             let shutdown = runtime::shutdown_on_signals();
-            let app = http::router(
+            let app = http::routes(
                 db.task_store(),
                 HttpSettings {
-                    allowed_hosts: runtime::allowed_hosts(local),
-                    allowed_origins: runtime::allowed_origins(),
+                    allowed_hosts: cli.hosts.hosts_for(local),
+                    allowed_origins: cli.hosts.origins_with_loopback(),
                     open_user: user,
                     auth: verifier,
-                    public_url: std::env::var("MCP_PUBLIC_URL")
-                        .ok()
-                        .filter(|u| !u.trim().is_empty()),
+                    public_url: nonempty(&cli.mcp_public_url),
                     authorization_servers: auth.issuer.into_iter().collect(),
                 },
                 shutdown.clone(),
             );
-            let app = http::with_readiness(app, db.clone());
+            // The request layer goes on last, so /readyz and the fallback are traced too.
+            let app = http::traced(http::with_readiness(app, db.clone()));
             tracing::info!(database = db.kind(), "listening on http://{local}/mcp");
             http::serve_with(listener, app, shutdown, serve_limits).await?;
             db.close().await;

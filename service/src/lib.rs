@@ -4,3 +4,4 @@
 
 pub mod runtime;
 pub mod serve;
+pub mod trace;

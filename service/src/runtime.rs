@@ -1,5 +1,5 @@
 //! What both services share at run time: logging, shutdown signals, bind-address rules and
-//! list settings from the environment.
+//! the request id.
 
 use std::net::SocketAddr;
 
@@ -7,16 +7,19 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr (stdout belongs to the stdio transport); `LOG_FORMAT=json` for JSON lines.
-pub fn init_tracing() {
+pub fn init_tracing(rust_log: &str, json: bool) {
     // rmcp logs every in-process session at info; keep it quiet unless asked for by name.
-    let mut directives = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+    let mut directives = if rust_log.is_empty() {
+        "info".to_string()
+    } else {
+        rust_log.to_string()
+    };
     for quiet in ["rmcp", "sqlx", "hyper"] {
         if !directives.contains(quiet) {
             directives.push_str(&format!(",{quiet}=warn"));
         }
     }
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -95,17 +98,6 @@ pub fn shutdown_on_signals() -> CancellationToken {
     token
 }
 
-/// A comma-separated list from the environment, trimmed, empty entries dropped.
-pub fn env_list(name: &str) -> Vec<String> {
-    std::env::var(name)
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 /// Refuses an unauthenticated service on anything but loopback; says so when it runs open.
 pub fn check_open_bind(
     service: &str,
@@ -126,28 +118,6 @@ pub fn check_open_bind(
         "no AUTH_* setting: serving UNAUTHENTICATED requests, on loopback only"
     );
     Ok(())
-}
-
-/// Host names accepted in `Host`: loopback names, the bound host, and `ALLOWED_HOSTS`.
-pub fn allowed_hosts(bind: SocketAddr) -> Vec<String> {
-    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
-    if !bind.ip().is_unspecified() {
-        hosts.push(bind.ip().to_string());
-    }
-    hosts.extend(env_list("ALLOWED_HOSTS"));
-    hosts.dedup();
-    hosts
-}
-
-/// Browser origins accepted: loopback pages on any port, and `ALLOWED_ORIGINS`.
-pub fn allowed_origins() -> Vec<String> {
-    let mut origins: Vec<String> = vec![
-        "http://localhost:*".into(),
-        "http://127.0.0.1:*".into(),
-        "http://[::1]:*".into(),
-    ];
-    origins.extend(env_list("ALLOWED_ORIGINS"));
-    origins
 }
 
 /// Whether a `Host` value (name, optional port) is safe to echo and names an accepted host.

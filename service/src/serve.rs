@@ -32,37 +32,6 @@ impl Default for ServeLimits {
     }
 }
 
-fn env_number(name: &str, default: u64, min: u64, max: u64) -> anyhow::Result<u64> {
-    let v = match std::env::var(name).ok().filter(|v| !v.trim().is_empty()) {
-        None => default,
-        Some(v) => v
-            .trim()
-            .parse()
-            .map_err(|_| anyhow::anyhow!("{name} has an invalid value {v:?}"))?,
-    };
-    anyhow::ensure!(
-        (min..=max).contains(&v),
-        "{name}={v} is outside the accepted range {min}..={max}"
-    );
-    Ok(v)
-}
-
-impl ServeLimits {
-    pub fn from_env() -> anyhow::Result<ServeLimits> {
-        let d = ServeLimits::default();
-        Ok(ServeLimits {
-            header_read_timeout: Duration::from_secs(env_number(
-                "HEADER_READ_TIMEOUT_SECS",
-                d.header_read_timeout.as_secs(),
-                1,
-                300,
-            )?),
-            max_connections: env_number("MAX_CONNECTIONS", d.max_connections as u64, 1, 1_000_000)?
-                as usize,
-        })
-    }
-}
-
 /// Serves `app` on `listener` until `shutdown`, then drains.
 pub async fn serve(
     listener: TcpListener,

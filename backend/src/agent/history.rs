@@ -1,7 +1,7 @@
 //! Turning stored messages into what the model is sent: always a valid sequence (every
 //! assistant tool call answered by exactly one tool message), bounded by a token estimate.
 
-use todo_core::conversations::{Message, Role};
+use todo_core::conversations::{Message, Role, ToolCallRecord};
 
 use crate::agent::llm::{WireFunction, WireMessage, WireToolCall};
 
@@ -33,6 +33,18 @@ pub fn estimate_tokens(m: &WireMessage) -> usize {
 
 /// Stored messages → a valid wire sequence, trimmed from the front to `max_tokens`
 /// (the last user message is always kept).
+/// A stored tool call as the chat-completions API takes it back.
+pub fn wire_call(c: &ToolCallRecord) -> WireToolCall {
+    WireToolCall {
+        id: c.id.clone(),
+        kind: "function",
+        function: WireFunction {
+            name: c.name.clone(),
+            arguments: c.arguments.clone(),
+        },
+    }
+}
+
 pub fn to_wire(history: &[Message], max_tokens: usize) -> Vec<WireMessage> {
     // Blocks start at user messages, so trimming never cuts a tool exchange in half.
     let mut blocks: Vec<Vec<WireMessage>> = Vec::new();
@@ -48,18 +60,7 @@ pub fn to_wire(history: &[Message], max_tokens: usize) -> Vec<WireMessage> {
                 let Some(block) = blocks.last_mut() else {
                     continue; // history window starts mid-turn: drop until a user message
                 };
-                let calls: Vec<WireToolCall> = m
-                    .tool_calls
-                    .iter()
-                    .map(|c| WireToolCall {
-                        id: c.id.clone(),
-                        kind: "function",
-                        function: WireFunction {
-                            name: c.name.clone(),
-                            arguments: c.arguments.clone(),
-                        },
-                    })
-                    .collect();
+                let calls: Vec<WireToolCall> = m.tool_calls.iter().map(wire_call).collect();
                 let content = (!m.content.is_empty()).then(|| m.content.clone());
                 if calls.is_empty() {
                     if content.is_some() {

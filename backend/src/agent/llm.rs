@@ -86,8 +86,9 @@ pub struct WireFunction {
     pub arguments: String,
 }
 
+/// The body of a chat-completions request, plain or streamed.
 #[derive(Serialize)]
-struct ChatRequest<'a> {
+pub(super) struct ChatRequest<'a> {
     model: &'a str,
     messages: &'a [WireMessage],
     #[serde(skip_serializing_if = "<[Value]>::is_empty")]
@@ -98,6 +99,37 @@ struct ChatRequest<'a> {
     #[serde(flatten)]
     sampling: Sampling,
     stream: bool,
+    /// Streamed calls ask for usage in the last chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+}
+
+#[derive(Serialize)]
+pub(super) struct StreamOptions {
+    include_usage: bool,
+}
+
+impl<'a> ChatRequest<'a> {
+    /// A request with `config`'s model, limit and sampling; streamed ones ask for usage.
+    pub(super) fn new(
+        config: &'a LlmConfig,
+        messages: &'a [WireMessage],
+        tools: &'a [Value],
+        stream: bool,
+    ) -> Self {
+        ChatRequest {
+            model: &config.model,
+            messages,
+            tools,
+            tool_choice: (!tools.is_empty()).then_some("auto"),
+            max_tokens: config.max_tokens,
+            sampling: config.sampling,
+            stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -171,6 +203,7 @@ pub struct RequestedCall {
 pub struct Completion {
     pub content: Option<String>,
     pub tool_calls: Vec<RequestedCall>,
+    /// Why the model stopped (`stop`, `tool_calls`, `length`…), where the provider says.
     pub finish_reason: Option<String>,
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
@@ -203,6 +236,10 @@ pub enum LlmError {
     Rejected { status: u16, message: String },
     #[error("the language model sent an unusable reply: {0}")]
     BadReply(String),
+    /// `finish_reason: "length"`: the reply stopped at `max_tokens`, mid-sentence or
+    /// mid-call. It is not stored or acted on as if it were whole.
+    #[error("the language model's reply was cut off at its token limit ({max_tokens} tokens)")]
+    Truncated { max_tokens: u32 },
 }
 
 /// The chat-completions client.
@@ -254,15 +291,7 @@ impl Llm {
         messages: &[WireMessage],
         tools: &[Value],
     ) -> Result<Completion, LlmError> {
-        let req = ChatRequest {
-            model: &self.config.model,
-            messages,
-            tools,
-            tool_choice: (!tools.is_empty()).then_some("auto"),
-            max_tokens: self.config.max_tokens,
-            sampling: self.config.sampling,
-            stream: false,
-        };
+        let req = ChatRequest::new(&self.config, messages, tools, false);
         let resp: ChatResponse = self
             .client
             .chat()

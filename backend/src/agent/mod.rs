@@ -26,7 +26,7 @@ use todo_core::error::Chain;
 use todo_core::tasks::TaskStore;
 use uuid::Uuid;
 
-use self::llm::{Completion, Llm, LlmError, WireFunction, WireMessage, WireToolCall};
+use self::llm::{Completion, Llm, LlmError, WireMessage};
 use self::toolbox::{ToolOutcome, ToolSession, Toolbox};
 use crate::metrics::Metrics;
 use crate::usage::{Prices, TokenUsage};
@@ -181,26 +181,55 @@ impl Agent {
         .unwrap_or(Err(TurnError::Timeout));
         // A finished turn released the lease with its last message; a failed one does here.
         if result.is_err() {
-            match tokio::time::timeout(
-                bounds::CLOSE_TIMEOUT,
-                self.conversations.release(id, &lease),
-            )
-            .await
-            {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %Chain(&e), "releasing a conversation lease failed; it will expire")
-                }
-                Err(_) => {
-                    tracing::warn!("releasing a conversation lease timed out; it will expire")
-                }
-            }
+            self.release_lease(id, &lease).await;
         }
         result
     }
 
+    /// Gives a failed turn's lease back (bounded; an unreleased lease expires by itself).
+    pub(crate) async fn release_lease(&self, id: Uuid, lease: &str) {
+        match tokio::time::timeout(bounds::CLOSE_TIMEOUT, self.conversations.release(id, lease))
+            .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "releasing a conversation lease failed; it will expire")
+            }
+            Err(_) => tracing::warn!("releasing a conversation lease timed out; it will expire"),
+        }
+    }
+
+    /// Stores the person's message (unless the turn resumes one already stored) and says so
+    /// to whoever waits for the conversation id.
+    pub(crate) async fn store_message(
+        &self,
+        id: Uuid,
+        lease: &str,
+        req: &mut TurnRequest,
+    ) -> Result<(), TurnError> {
+        if !req.resume {
+            self.conversations
+                .append(
+                    id,
+                    lease,
+                    self.lease_until(),
+                    &[NewMessage {
+                        role: Some(Role::User),
+                        content: req.message.clone(),
+                        ..NewMessage::default()
+                    }],
+                    false,
+                )
+                .await?;
+        }
+        if let Some(tx) = req.on_stored.take() {
+            let _ = tx.send(id);
+        }
+        Ok(())
+    }
+
     /// Takes the lease of the request's conversation, creating it when there is none.
-    async fn take_lease(
+    pub(crate) async fn take_lease(
         &self,
         req: &TurnRequest,
         lease: &str,
@@ -227,7 +256,7 @@ impl Agent {
     }
 
     /// A lease outlives the turn's hard stop by a margin; every append renews it.
-    fn lease_until(&self) -> DateTime<Utc> {
+    pub(crate) fn lease_until(&self) -> DateTime<Utc> {
         Utc::now()
             + chrono::Duration::from_std(
                 self.limits.turn_timeout + bounds::STORAGE_GRACE + Duration::from_secs(5),
@@ -290,24 +319,7 @@ impl Agent {
         if req.conversation_id.is_some() {
             self.close_interrupted(id, lease).await?;
         }
-        if !req.resume {
-            self.conversations
-                .append(
-                    id,
-                    lease,
-                    self.lease_until(),
-                    &[NewMessage {
-                        role: Some(Role::User),
-                        content: req.message.clone(),
-                        ..NewMessage::default()
-                    }],
-                    false,
-                )
-                .await?;
-        }
-        if let Some(tx) = req.on_stored.take() {
-            let _ = tx.send(id);
-        }
+        self.store_message(id, lease, req).await?;
         events::emit(events::TurnEvent::Started {
             conversation_id: id,
         });
@@ -448,10 +460,7 @@ impl Agent {
             let outcome = match &c {
                 Err(_) => "timeout",
                 Ok(Ok(_)) => "ok",
-                Ok(Err(LlmError::RateLimited)) => "rate_limited",
-                Ok(Err(LlmError::Unavailable(_))) => "unavailable",
-                Ok(Err(LlmError::Rejected { .. })) => "rejected",
-                Ok(Err(LlmError::BadReply(_))) => "bad_reply",
+                Ok(Err(e)) => e.metric_label(),
             };
             let (p, k) = match &c {
                 Ok(Ok(c)) => (c.prompt_tokens, c.completion_tokens),
@@ -534,17 +543,7 @@ impl Agent {
             self.conversations.tools_started(&started_rows).await?;
             messages.push(WireMessage::Assistant {
                 content: c.content.clone(),
-                tool_calls: assistant
-                    .iter()
-                    .map(|a| WireToolCall {
-                        id: a.id.clone(),
-                        kind: "function",
-                        function: WireFunction {
-                            name: a.name.clone(),
-                            arguments: a.arguments.clone(),
-                        },
-                    })
-                    .collect(),
+                tool_calls: assistant.iter().map(history::wire_call).collect(),
             });
             let mut audits = Vec::with_capacity(c.tool_calls.len());
             for (i, call) in c.tool_calls.iter().enumerate() {
@@ -741,6 +740,8 @@ impl Agent {
         .priced(&self.prices, llm.model())
     }
 
+    // The turn's pieces, each needed here; a struct for them would exist for this call alone.
+    #[allow(clippy::too_many_arguments)]
     async fn finish(
         &self,
         llm: &Llm,

@@ -10,35 +10,35 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::events::{self, TurnEvent};
-use super::llm::{Completion, Llm, LlmError, RequestedCall, WireMessage, parse_retry_after};
-
-#[derive(Serialize)]
-struct StreamRequest<'a> {
-    model: &'a str,
-    messages: &'a [WireMessage],
-    #[serde(skip_serializing_if = "<[Value]>::is_empty")]
-    tools: &'a [Value],
-    #[serde(skip_serializing_if = "Option::is_none")]
-    tool_choice: Option<&'static str>,
-    max_tokens: u32,
-    #[serde(flatten)]
-    sampling: super::llm::Sampling,
-    stream: bool,
-    stream_options: StreamOptions,
-}
-
-#[derive(Serialize)]
-struct StreamOptions {
-    include_usage: bool,
-}
+use super::llm::{
+    ChatRequest, Completion, Llm, LlmError, RequestedCall, WireMessage, parse_retry_after,
+};
 
 impl Llm {
-    /// One model call: streamed when the turn has an event sink, plain otherwise.
+    /// One model call: streamed when the turn has an event sink, plain otherwise. A reply
+    /// cut off by the token limit is an error ([`LlmError::Truncated`]), whichever way it came.
     pub async fn call(
+        &self,
+        messages: &[WireMessage],
+        tools: &[Value],
+    ) -> Result<Completion, LlmError> {
+        let c = self.call_any(messages, tools).await?;
+        if c.finish_reason.as_deref() == Some("length") {
+            tracing::warn!(
+                completion_tokens = c.completion_tokens,
+                "the model's reply was cut off by the token limit (LLM_MAX_TOKENS)"
+            );
+            return Err(LlmError::Truncated {
+                max_tokens: self.stream_parts().1.max_tokens,
+            });
+        }
+        Ok(c)
+    }
+
+    async fn call_any(
         &self,
         messages: &[WireMessage],
         tools: &[Value],
@@ -68,18 +68,7 @@ impl Llm {
         tools: &[Value],
     ) -> Result<Completion, LlmError> {
         let (http, config) = self.stream_parts();
-        let body = StreamRequest {
-            model: &config.model,
-            messages,
-            tools,
-            tool_choice: (!tools.is_empty()).then_some("auto"),
-            max_tokens: config.max_tokens,
-            sampling: config.sampling,
-            stream: true,
-            stream_options: StreamOptions {
-                include_usage: true,
-            },
-        };
+        let body = ChatRequest::new(config, messages, tools, true);
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         let mut attempt = 0usize;
         // Retried like a plain call, but only before the first byte of an answer: once text

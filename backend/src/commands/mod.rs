@@ -15,7 +15,7 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveTime, Utc};
 use rmcp::model::JsonObject;
 use serde_json::{Value, json};
-use todo_core::conversations::{Lease, NewMessage, Role, ToolCallRecord, ToolExecution};
+use todo_core::conversations::{NewMessage, Role, ToolCallRecord, ToolExecution};
 use todo_core::error::Chain;
 use todo_core::tasks::when::{self, When};
 use uuid::Uuid;
@@ -161,53 +161,17 @@ fn plan(agent: &Agent, message: &str, here: Here) -> Plan {
     }
 }
 
-fn title_from(message: &str) -> String {
-    let one_line = message.split_whitespace().collect::<Vec<_>>().join(" ");
-    let mut t: String = one_line.chars().take(60).collect();
-    if one_line.chars().count() > 60 {
-        t.push('…');
-    }
-    t
-}
-
 /// Runs a turn answered without the model, under the conversation's lease.
 #[tracing::instrument(name = "command_turn", skip_all, fields(conversation_id = tracing::field::Empty))]
 pub async fn run(agent: &Agent, mut req: TurnRequest) -> Result<TurnAnswer, TurnError> {
     let lease = Uuid::new_v4().to_string();
-    let until = lease_until(agent);
-    let id = match req.conversation_id {
-        Some(id) => match agent
-            .conversations
-            .acquire(&req.user, id, &lease, until)
-            .await?
-        {
-            Lease::Acquired => id,
-            Lease::Busy => return Err(TurnError::Busy),
-            Lease::NotFound => return Err(TurnError::NotFound),
-        },
-        None => {
-            let id = Uuid::now_v7();
-            agent
-                .conversations
-                .create(&req.user, id, &title_from(&req.message), &lease, until)
-                .await?;
-            id
-        }
-    };
+    let id = agent.take_lease(&req, &lease, agent.lease_until()).await?;
     tracing::Span::current().record("conversation_id", tracing::field::display(id));
     let result = run_leased(agent, id, &lease, &mut req).await;
-    if result.is_err()
-        && let Err(e) = agent.conversations.release(id, &lease).await
-    {
-        tracing::warn!(error = %Chain(&e), "releasing a conversation lease failed; it will expire");
+    if result.is_err() {
+        agent.release_lease(id, &lease).await;
     }
     result
-}
-
-fn lease_until(agent: &Agent) -> DateTime<Utc> {
-    Utc::now()
-        + chrono::Duration::from_std(agent.limits.turn_timeout)
-            .unwrap_or(chrono::Duration::minutes(1))
 }
 
 async fn run_leased(
@@ -216,25 +180,7 @@ async fn run_leased(
     lease: &str,
     req: &mut TurnRequest,
 ) -> Result<TurnAnswer, TurnError> {
-    if !req.resume {
-        agent
-            .conversations
-            .append(
-                id,
-                lease,
-                lease_until(agent),
-                &[NewMessage {
-                    role: Some(Role::User),
-                    content: req.message.clone(),
-                    ..NewMessage::default()
-                }],
-                false,
-            )
-            .await?;
-    }
-    if let Some(tx) = req.on_stored.take() {
-        let _ = tx.send(id);
-    }
+    agent.store_message(id, lease, req).await?;
     let here = Here {
         now: Utc::now(),
         tz: req.timezone,
@@ -262,7 +208,7 @@ async fn run_leased(
     });
     let stored = agent
         .conversations
-        .append(id, lease, lease_until(agent), &to_store, true)
+        .append(id, lease, agent.lease_until(), &to_store, true)
         .await?;
     let created_at = stored.last().map_or_else(Utc::now, |m| m.created_at);
     Ok(TurnAnswer {

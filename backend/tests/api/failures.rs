@@ -226,6 +226,7 @@ async fn a_connection_failure_is_retried_then_a_502() {
         .unwrap()
         .unwrap();
     let settings = todo_backend::config::Settings {
+        db: Default::default(),
         database_url: Some(db.url.clone()),
         llm: Some(todo_backend::agent::llm::LlmConfig {
             base_url: format!("http://{dead}/v1"),
@@ -420,4 +421,92 @@ async fn a_retry_after_a_failed_turn_finishes_it_without_repeating_the_message_o
         .collect();
     assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
     app.cleanup().await;
+}
+
+/// A completion stopped by `max_tokens`: `finish_reason: "length"`.
+fn cut_off(message: Value) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "id": "chatcmpl-cut", "object": "chat.completion", "created": 1_790_000_000, "model": "test-model",
+        "choices": [{"index": 0, "message": message, "finish_reason": "length"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 512, "total_tokens": 612}
+    }))
+}
+
+#[tokio::test]
+async fn a_reply_cut_off_by_the_token_limit_is_a_502_and_is_neither_stored_nor_run() {
+    for (case, message) in [
+        (
+            "text",
+            json!({"role": "assistant", "content": "You have three tasks: buy milk, call"}),
+        ),
+        (
+            "a tool call",
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "c1", "type": "function",
+                   "function": {"name": "add_task", "arguments": "{\"title\": \"Buy mi"}}]}),
+        ),
+    ] {
+        let Some(app) = spawn_app(Kind::Sqlite).await else {
+            return;
+        };
+        mount_sequence(
+            &app,
+            vec![cut_off(message)],
+            ResponseTemplate::new(200).set_body_json(text_reply("All done.")),
+        )
+        .await;
+        let r = app.chat("alice", json!({"message": "what's left?"})).await;
+        assert_eq!(r.status(), 502, "{case}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(
+            body["error"]["code"], "llm_reply_truncated",
+            "{case}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("LLM_MAX_TOKENS"),
+            "{case}: {body}"
+        );
+        // Not retried: the same request would be cut off the same way.
+        assert_eq!(app.llm_requests().await.len(), 1, "{case}");
+        // Nothing of the cut-off reply is stored or run; the person's message is kept.
+        let convs = app.get_json("/api/alice/conversations").await;
+        let conv = convs["conversations"][0]["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let msgs = app
+            .get_json(&format!("/api/alice/conversations/{conv}/messages"))
+            .await;
+        let roles: Vec<&str> = msgs["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["role"].as_str().unwrap())
+            .collect();
+        assert_eq!(roles, ["user"], "{case}: {msgs}");
+        assert!(app.audit().await.is_empty(), "{case}: a tool ran");
+        assert_eq!(
+            app.get_json("/api/alice/tasks").await["tasks"],
+            json!([]),
+            "{case}"
+        );
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        assert!(
+            metrics.contains(r#"llm_requests_total{model="test-model",outcome="truncated"} 1"#),
+            "{case}: {metrics}"
+        );
+        // The conversation goes on: the next turn sees a valid history.
+        let r = app
+            .chat(
+                "alice",
+                json!({"message": "again", "conversation_id": conv}),
+            )
+            .await;
+        assert_eq!(r.status(), 200, "{case}");
+        let reqs = app.llm_requests().await;
+        assert_valid_sequence(&reqs[1]["messages"]);
+        app.cleanup().await;
+    }
 }

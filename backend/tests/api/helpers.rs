@@ -97,6 +97,7 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
     let llm = MockServer::start().await;
     let settings = Settings {
         database_url: Some(db.url.clone()),
+        db: Default::default(),
         llm: o.llm_configured.then(|| LlmConfig {
             base_url: o
                 .llm_base_url
@@ -368,7 +369,7 @@ impl McpServer {
         let app = wrap(http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_service::runtime::allowed_hosts(local),
+                allowed_hosts: todo_mcp::settings::allowed_hosts(local, &[]),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),

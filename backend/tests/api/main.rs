@@ -20,6 +20,7 @@ mod remote_mcp;
 mod remote_reads;
 mod rereads;
 mod retention;
+mod routes;
 mod stalls;
 mod store;
 mod stream;

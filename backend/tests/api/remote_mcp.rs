@@ -136,6 +136,7 @@ async fn the_backend_refuses_to_start_without_a_working_service_credential() {
         let db = TestDb::new(Kind::Sqlite).await.unwrap().unwrap();
         let settings = todo_backend::config::Settings {
             database_url: Some(db.url.clone()),
+            db: Default::default(),
             llm: None,
             mcp_server_url: o.mcp_server_url,
             prompt: "p".into(),

@@ -763,3 +763,51 @@ async fn streamed_turns_count_against_the_rate_limit_and_a_busy_conversation_is_
     assert_eq!(names(&events(r).await).last(), Some(&"done"));
     app.cleanup().await;
 }
+
+#[tokio::test]
+async fn a_streamed_reply_cut_off_by_the_token_limit_ends_in_an_error_and_is_not_stored() {
+    let Some(app) = spawn_app(Kind::Sqlite).await else {
+        return;
+    };
+    let cut = sse_body(&[
+        delta_chunk(
+            json!({"role":"assistant","content":"Here are your tasks: milk, br"}),
+            None,
+        ),
+        delta_chunk(json!({}), Some("length")),
+        usage_chunk(90, 512),
+    ]);
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(cut, "text/event-stream"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&app.llm)
+        .await;
+    app.llm_responds(Streamer).await;
+    let ev =
+        events(chat_stream(&app, "alice", None, json!({"message": "what's left?"})).await).await;
+    // The text already shown stays shown; the turn then says why it stopped.
+    assert_eq!(names(&ev), ["started", "delta", "error"], "{ev:?}");
+    assert_eq!(ev[2].json()["error"]["code"], "llm_reply_truncated");
+    assert!(
+        ev[2].json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("LLM_MAX_TOKENS")
+    );
+    let conv = ev[0].json()["conversation_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let msgs = app
+        .get_json(&format!("/api/alice/conversations/{conv}/messages"))
+        .await;
+    let roles: Vec<&str> = msgs["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user"], "the cut-off reply was stored: {msgs}");
+    app.cleanup().await;
+}

@@ -1,7 +1,7 @@
 //! Tool argument structs. Their doc comments become the JSON Schema descriptions a model
 //! reads, so they are written for the model.
 
-use std::sync::LazyLock;
+use std::sync::OnceLock;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -15,18 +15,25 @@ use todo_core::tasks::{Priority, StatusFilter};
 /// one: `TODO_TIMEZONE`, else the machine's zone (`TZ`, `/etc/timezone`, `/etc/localtime`),
 /// else UTC. An invalid `TODO_TIMEZONE` is an error the binaries report at start-up.
 pub fn configured_timezone() -> Result<Tz, String> {
-    static ZONE: LazyLock<Result<Tz, String>> = LazyLock::new(|| {
-        match std::env::var("TODO_TIMEZONE")
-            .ok()
-            .filter(|v| !v.trim().is_empty())
-        {
-            Some(v) => v.trim().parse::<Tz>().map_err(|_| {
-                format!("TODO_TIMEZONE {v:?} is not an IANA time zone such as Europe/Paris")
-            }),
-            None => Ok(machine_timezone().unwrap_or(Tz::UTC)),
-        }
-    });
-    ZONE.clone()
+    ZONE.get_or_init(|| zone_named(std::env::var("TODO_TIMEZONE").ok()))
+        .clone()
+}
+
+/// Fixes the zone of [`configured_timezone`] to `TODO_TIMEZONE` as a binary's settings read
+/// it (at start-up, before any tool runs); the answer says whether it is valid.
+pub fn set_timezone(name: Option<String>) -> Result<Tz, String> {
+    ZONE.get_or_init(|| zone_named(name)).clone()
+}
+
+static ZONE: OnceLock<Result<Tz, String>> = OnceLock::new();
+
+fn zone_named(name: Option<String>) -> Result<Tz, String> {
+    match name.filter(|v| !v.trim().is_empty()) {
+        Some(v) => v.trim().parse::<Tz>().map_err(|_| {
+            format!("TODO_TIMEZONE {v:?} is not an IANA time zone such as Europe/Paris")
+        }),
+        None => Ok(machine_timezone().unwrap_or(Tz::UTC)),
+    }
 }
 
 fn machine_timezone() -> Option<Tz> {

@@ -1,75 +1,58 @@
-//! HTTP handlers: chat, the read endpoints, health and readiness.
+//! `POST /api/{user_id}/chat`: one turn, answered as JSON or streamed, with idempotent retries.
 
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use todo_core::conversations::{ConversationStore, Idempotency};
-use todo_core::db::Database;
-use todo_core::tasks::{ListFilter, StatusFilter, normalize_tag, validate_page, validate_query};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::types::ChatBody;
+use super::{AppState, Area, Operation, parse_id, valid_user};
 use crate::agent::events::WithEvents;
-use crate::agent::{Agent, TurnError, TurnRequest, prompt};
-use crate::error::{ApiError, ApiJson, ApiQuery};
+use crate::agent::{Agent, TurnAnswer, TurnError, TurnRequest, prompt};
+use crate::error::{ApiError, ApiJson, ErrorBody};
+use crate::openapi::{Doc, bearer, user_param};
+use todo_core::conversations::{ConversationStore, Idempotency};
 
-pub mod usage;
+/// The chat operation.
+pub const OPERATIONS: &[Operation] = &[Operation {
+    method: Method::POST,
+    path: "/api/{user_id}/chat",
+    area: Area::Api,
+    route: |m| axum::routing::on(m, chat),
+    doc: chat_doc,
+}];
 
-/// Shared state of the handlers.
-#[derive(Clone)]
-pub struct AppState {
-    pub db: Database,
-    pub agent: Arc<Agent>,
-    pub conversations: Arc<dyn ConversationStore>,
-    pub max_message_chars: usize,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Authentication, rate and concurrency limits.
-    pub access: Arc<crate::access::Access>,
-    /// Readiness and draining (`crate::lifecycle`).
-    pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
-}
-
-/// Checks a user id from the path.
-pub fn valid_user(raw: &str) -> Result<String, ApiError> {
-    // Counted in characters, as the OpenAPI schema's maxLength is.
-    if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
-        return Err(ApiError::bad_request(
-            "invalid_user_id",
-            "user_id must be 1 to 128 printable characters",
-        ));
-    }
-    Ok(raw.to_string())
-}
-
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(raw.trim()).map_err(|_| {
-        ApiError::bad_request("invalid_conversation_id", "conversation_id must be a UUID")
+fn chat_doc(d: &mut Doc) -> Value {
+    let mut responses = d.errors(&[
+        400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504,
+    ]);
+    let answer = d.output::<TurnAnswer>();
+    let error = d.output::<ErrorBody>();
+    let mut content = d.json_content::<TurnAnswer>();
+    content["text/event-stream"] = crate::sse::openapi_content(answer, error);
+    responses.insert(
+        "200".into(),
+        json!({ "description": crate::sse::OPENAPI_DESCRIPTION, "content": content,
+                "headers": { "Idempotent-Replayed": { "description": "Present (true) when this is a stored answer replayed for a repeated Idempotency-Key", "schema": { "type": "string", "enum": ["true"] } } } }),
+    );
+    json!({
+        "operationId": "chat",
+        "summary": "One chat turn: the model reads the message, calls task tools, and answers",
+        "description": "A message starting with `/` is a command run directly against the task tools, without the model: /add <title> [due words] [!high|!low] [#tag…], /list [today|overdue|done|trash|all|#tag|words], /done <n>, /undone <n>, /edit <n> <field> <value>, /delete <n>, /restore <n>, /undo, /help. It answers in the same shape and is stored like any exchange; a malformed command answers its usage line. Due words are read in `timezone`. With no model configured, commands still work and any other message is answered with the commands and the settings that enable free-form chat.",
+        "security": bearer(),
+        "parameters": [user_param(), {
+            "name": "Idempotency-Key", "in": "header", "required": false,
+            "description": "A retried request with the same key returns the stored answer without running the model or any tool again",
+            "schema": { "type": "string", "minLength": 1, "maxLength": 255 }
+        }],
+        "requestBody": { "required": true, "content": d.json_input::<ChatBody>() },
+        "responses": responses,
     })
-}
-
-/// Body of `POST /api/{user_id}/chat`.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
-pub struct ChatBody {
-    /// What the person said (1 to MAX_MESSAGE_CHARS characters after trimming, 4000 by default).
-    #[schemars(length(min = 1, max = 4000), pattern(r"\S"))]
-    pub message: String,
-    /// Continue this conversation (a UUID); omit to start a new one.
-    #[serde(default)]
-    #[schemars(with = "Option<Uuid>")]
-    pub conversation_id: Option<String>,
-    /// IANA time zone of the person, e.g. "Europe/Paris" (default UTC).
-    #[serde(default)]
-    #[schemars(schema_with = "timezone_schema")]
-    pub timezone: Option<String>,
-}
-
-fn timezone_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let names: Vec<&str> = chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect();
-    schemars::json_schema!({ "type": ["string", "null"], "enum": names.into_iter().map(Some).chain([None]).collect::<Vec<_>>() })
 }
 
 const IDEMPOTENCY_HEADER: &str = "idempotency-key";
@@ -304,14 +287,11 @@ async fn keyed_turn(
     // Commands (and every message when no model is configured) are answered without the model.
     let (result, ()) = tokio::join!(crate::commands::run_turn(&agent, req), link);
     drop(turn_slot);
-    metrics.observe_turn(match &result {
-        Ok(_) => "ok",
-        Err(TurnError::NotFound) => "not_found",
-        Err(TurnError::Busy) => "busy",
-        Err(TurnError::Timeout) => "timeout",
-        Err(TurnError::Llm(_)) => "llm_error",
-        Err(_) => "error",
-    });
+    metrics.observe_turn(
+        result
+            .as_ref()
+            .map_or_else(TurnError::metric_label, |_| "ok"),
+    );
     let answer = match result {
         Ok(answer) => answer,
         Err(e) => {
@@ -330,175 +310,4 @@ async fn keyed_turn(
         tracing::warn!(error = %e, "storing an idempotent answer failed");
     }
     Ok((StatusCode::OK, body))
-}
-
-/// A page of conversations.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct ConversationList {
-    pub conversations: Vec<todo_core::conversations::Conversation>,
-}
-
-/// Messages of one conversation, oldest first.
-#[derive(Debug, serde::Serialize, schemars::JsonSchema)]
-pub struct MessageList {
-    pub conversation_id: Uuid,
-    pub messages: Vec<todo_core::conversations::Message>,
-}
-
-/// Paging query.
-#[derive(Debug, Deserialize)]
-pub struct Page {
-    pub limit: Option<u32>,
-    pub offset: Option<u32>,
-}
-
-fn page(p: &Page) -> Result<(u32, u32), ApiError> {
-    validate_page(p.limit, p.offset).map_err(|e| ApiError::unprocessable("invalid_page", e.0))
-}
-
-/// `GET /api/{user_id}/conversations`.
-pub async fn conversations(
-    State(state): State<AppState>,
-    Path(user_id): Path<String>,
-    ApiQuery(p): ApiQuery<Page>,
-) -> Result<Response, ApiError> {
-    let user = valid_user(&user_id)?;
-    let (limit, offset) = page(&p)?;
-    let list = state.conversations.list(&user, limit, offset).await?;
-    Ok(axum::Json(ConversationList {
-        conversations: list,
-    })
-    .into_response())
-}
-
-/// Query of the messages endpoint.
-#[derive(Debug, Deserialize)]
-pub struct MessagesQuery {
-    /// Only messages after this sequence number.
-    pub after: Option<i64>,
-    pub limit: Option<u32>,
-}
-
-/// `GET /api/{user_id}/conversations/{id}/messages`.
-pub async fn messages(
-    State(state): State<AppState>,
-    Path((user_id, id)): Path<(String, String)>,
-    ApiQuery(q): ApiQuery<MessagesQuery>,
-) -> Result<Response, ApiError> {
-    let user = valid_user(&user_id)?;
-    let id = parse_id(&id)?;
-    let limit = q.limit.unwrap_or(100);
-    if limit == 0 || limit > 500 {
-        return Err(ApiError::unprocessable(
-            "invalid_page",
-            "limit must be between 1 and 500",
-        ));
-    }
-    let msgs = state
-        .conversations
-        .messages(&user, id, q.after.unwrap_or(0), limit)
-        .await?;
-    Ok(axum::Json(MessageList {
-        conversation_id: id,
-        messages: msgs,
-    })
-    .into_response())
-}
-
-/// Query of the tasks endpoint.
-#[derive(Debug, Deserialize)]
-pub struct TasksQuery {
-    pub status: Option<StatusFilter>,
-    pub query: Option<String>,
-    pub tag: Option<String>,
-    pub limit: Option<u32>,
-    pub offset: Option<u32>,
-}
-
-/// `GET /api/{user_id}/tasks`.
-pub async fn tasks(
-    State(state): State<AppState>,
-    Path(user_id): Path<String>,
-    ApiQuery(q): ApiQuery<TasksQuery>,
-) -> Result<Response, ApiError> {
-    let user = valid_user(&user_id)?;
-    let (limit, offset) = page(&Page {
-        limit: q.limit,
-        offset: q.offset,
-    })?;
-    let invalid =
-        |e: todo_core::tasks::InvalidInput| ApiError::unprocessable("invalid_filter", e.0);
-    let filter = ListFilter {
-        status: q.status.unwrap_or_default(),
-        query: q
-            .query
-            .as_deref()
-            .map(validate_query)
-            .transpose()
-            .map_err(invalid)?
-            .flatten(),
-        // `tag=` (empty, as a form sends it) means no tag filter, as `query=` does.
-        tag: q
-            .tag
-            .as_deref()
-            .filter(|t| !t.trim().trim_start_matches('#').trim().is_empty())
-            .map(normalize_tag)
-            .transpose()
-            .map_err(invalid)?,
-        due_before: None,
-        due_after: None,
-        limit,
-        offset,
-    };
-    if state.agent.toolbox.is_remote() {
-        // The remote todo-mcp's store is the one the tools write: read that one.
-        let page = crate::remote_read::list_tasks(&state.agent, &user, &filter)
-            .await
-            .map_err(|e| {
-                ApiError::unavailable("listing tasks through MCP failed", &format!("{e:#}"))
-            })?;
-        return Ok(axum::Json(page).into_response());
-    }
-    let page = state
-        .agent
-        .tasks
-        .list(&user, &filter)
-        .await
-        .map_err(|e| ApiError::unavailable("listing tasks failed", &e))?;
-    Ok(axum::Json(page).into_response())
-}
-
-/// `GET /openapi.json`: the API description.
-pub async fn openapi() -> Response {
-    static DOC: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| crate::openapi::document().to_string());
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        DOC.as_str(),
-    )
-        .into_response()
-}
-
-/// `GET /metrics`: Prometheus text exposition.
-pub async fn metrics(State(state): State<AppState>) -> Response {
-    let body = state.metrics.render(state.db.pool_stats());
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        body,
-    )
-        .into_response()
-}
-
-/// `GET /healthz`: the process is alive.
-pub async fn healthz() -> &'static str {
-    "ok"
-}
-
-/// `GET /readyz`: the database answers and the process is not shutting down.
-pub async fn readyz(State(state): State<AppState>) -> Result<&'static str, ApiError> {
-    state.lifecycle.ready().await?;
-    Ok("ready")
 }
