@@ -4,6 +4,7 @@
 pub mod auth;
 pub mod db;
 pub mod http;
+pub mod logfmt;
 pub mod runtime;
 pub mod serve;
 pub mod tasks;
