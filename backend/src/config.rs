@@ -26,6 +26,8 @@ pub struct Settings {
     pub access: crate::access::AccessSettings,
     /// Per-model prices per million tokens (`LLM_PRICES`), for usage cost.
     pub prices: crate::usage::Prices,
+    /// How long idempotency records, trash and audit rows are kept (`IDEMPOTENCY_TTL_HOURS`…).
+    pub retention: crate::retention::Retention,
 }
 
 fn var(name: &str) -> Option<String> {
@@ -124,6 +126,7 @@ impl Settings {
             access: crate::access::AccessSettings::from_env()?,
             prices: crate::usage::Prices::parse(&var("LLM_PRICES").unwrap_or_default())
                 .map_err(anyhow::Error::msg)?,
+            retention: crate::retention::Retention::from_env()?,
         };
         crate::preflight::check_settings(&settings)?;
         Ok(settings)

@@ -56,14 +56,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 tracing::info!(verification = %auth.describe(), "bearer tokens required on /api");
             }
             let serve_limits = todo_service::serve::ServeLimits::from_env()?;
-            let retention = todo_backend::retention::Retention::from_env()?;
             let state = app::build_state(&settings).await?;
             let db = state.db.clone();
             let listener = app::bind(bind).await?;
             let local = listener.local_addr()?;
             // SIGTERM drains turns first; the listener closes only then.
             let signals = runtime::shutdown_on_signals();
-            todo_backend::retention::spawn_sweeper(db.clone(), retention, signals.child_token());
+            todo_backend::retention::spawn_sweeper(
+                db.clone(),
+                settings.retention.clone(),
+                signals.child_token(),
+            );
             let (shutdown, deadline) = lifecycle::drain_on(
                 signals,
                 state.lifecycle.clone(),
