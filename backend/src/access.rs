@@ -40,7 +40,8 @@ pub struct AccessSettings {
     pub single_user_dev: bool,
     /// `MCP_ALLOW_PLAIN_HTTP`: allows plain http to a non-loopback `MCP_SERVER_URL`.
     pub mcp_allow_plain_http: bool,
-    /// `MAX_TURNS_PER_USER`: chat turns one user may have in flight in this process (0: no cap).
+    /// `MAX_TURNS_PER_USER`: chat turns one user may have in flight (0: no cap); on
+    /// PostgreSQL counted across replicas.
     pub max_turns_per_user: usize,
 }
 
@@ -113,6 +114,18 @@ impl Access {
     /// Counts per-user limits in `db` when it is shared by replicas (PostgreSQL).
     pub fn counted_in(mut self, db: &todo_core::db::Database, per_minute: u32) -> Access {
         self.rate = crate::limits::UserLimit::counted_in(db, "chat", per_minute);
+        self
+    }
+
+    /// Counts each user's turns in flight in `db` when it is shared by replicas (PostgreSQL);
+    /// a place left by a dead process counts for `hold` at most.
+    pub fn turns_counted_in(
+        mut self,
+        db: &todo_core::db::Database,
+        max_per_user: usize,
+        hold: Duration,
+    ) -> Access {
+        self.in_flight = crate::inflight::InFlight::counted_in(db, max_per_user, hold);
         self
     }
 

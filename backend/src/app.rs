@@ -47,8 +47,13 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         }
         None => Toolbox::in_process(tasks.clone()).await?,
     };
+    // A turn's place in the per-user cap outlives a dead process by at most its deadline,
+    // the storage grace and a margin.
+    let hold = settings.limits.turn_timeout + std::time::Duration::from_secs(60);
     let access = Arc::new(
-        Access::new(&settings.access)?.counted_in(&db, settings.access.rate_limit_per_minute),
+        Access::new(&settings.access)?
+            .counted_in(&db, settings.access.rate_limit_per_minute)
+            .turns_counted_in(&db, settings.access.max_turns_per_user, hold),
     );
     if let Some(v) = access.verifier() {
         v.warm_up().await;
@@ -83,6 +88,7 @@ pub async fn build_state(settings: &Settings) -> anyhow::Result<AppState> {
         max_message_chars: settings.max_message_chars,
         metrics,
         access,
+        idempotency_ttl: settings.retention.idempotency_ttl,
     })
 }
 

@@ -203,6 +203,8 @@ pub struct Settings {
     pub access: crate::access::AccessSettings,
     /// Per-model prices per million tokens (`LLM_PRICES`), for usage cost.
     pub prices: crate::usage::Prices,
+    /// How long idempotency records, trash and audit rows are kept (`IDEMPOTENCY_TTL_HOURS`…).
+    pub retention: crate::retention::Retention,
 }
 
 /// An optional setting: empty gives `default`, "none" gives no value.
@@ -287,6 +289,7 @@ impl Config {
             access,
             prices: crate::usage::Prices::parse(self.llm_prices.trim())
                 .map_err(anyhow::Error::msg)?,
+            retention: self.retention()?,
         };
         crate::preflight::check_settings(&settings)?;
         Ok(settings)

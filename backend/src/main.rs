@@ -46,7 +46,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 tracing::info!(verification = %auth.describe(), "bearer tokens required on /api");
             }
             let serve_limits = config.serve.limits()?;
-            let retention = config.retention()?;
             let shutdown_settings = config.shutdown()?;
             let state = app::build_state(&settings).await?;
             let db = state.db.clone();
@@ -54,7 +53,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
             let local = listener.local_addr()?;
             // SIGTERM drains turns first; the listener closes only then.
             let signals = runtime::shutdown_on_signals();
-            todo_backend::retention::spawn_sweeper(db.clone(), retention, signals.child_token());
+            todo_backend::retention::spawn_sweeper(
+                db.clone(),
+                settings.retention.clone(),
+                signals.child_token(),
+            );
             let (shutdown, deadline) = lifecycle::drain_on(
                 signals,
                 state.lifecycle.clone(),

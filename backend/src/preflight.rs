@@ -180,6 +180,16 @@ pub fn check_settings(s: &crate::config::Settings) -> anyhow::Result<()> {
             "{name}={value} is outside the accepted range {min}..={max}"
         );
     }
+    // The history is one part of a round's prompt (instructions, tool definitions, the
+    // open-task view and the turn's own tool results come with it). Allowed near the budget,
+    // one long exchange would leave every next turn of the conversation over budget.
+    anyhow::ensure!(
+        l.history_tokens <= l.max_prompt_tokens / 2,
+        "HISTORY_MAX_TOKENS={} must be at most half of MAX_PROMPT_TOKENS={}: the rest of \
+         each model round (instructions, tools, tool results) needs room too",
+        l.history_tokens,
+        l.max_prompt_tokens
+    );
     Ok(())
 }
 

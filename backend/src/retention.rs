@@ -93,8 +93,12 @@ async fn delete_before(
     })
 }
 
-fn before(now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
-    now - chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX)
+/// The moment `age` before `now` (1970 when `age` reaches further back: nothing is older).
+pub fn before(now: DateTime<Utc>, age: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| now.checked_sub_signed(age))
+        .unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// Deletes what has expired as of `now`.

@@ -194,6 +194,8 @@ async fn absurd_or_open_ended_settings_are_refused_at_start_up_with_a_message() 
         ("ALLOWED_ORIGINS", "*", "ALLOWED_ORIGINS"),
         ("ALLOWED_HOSTS", "*", "ALLOWED_HOSTS"),
         ("MAX_TOOL_CALLS_PER_TURN", "0", "MAX_TOOL_CALLS_PER_TURN"),
+        // A history allowance that would leave no room in the prompt budget.
+        ("HISTORY_MAX_TOKENS", "20000", "MAX_PROMPT_TOKENS"),
         (
             "HEADER_READ_TIMEOUT_SECS",
             "100000",

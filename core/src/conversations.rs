@@ -205,12 +205,17 @@ pub trait ConversationStore: Send + Sync + 'static {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<Message>, StoreError>;
+    /// Looks up (or starts) the record of `key`. A `running` record last touched before
+    /// `stale_before` was abandoned and is taken over; any record last touched before
+    /// `expired_before` (the idempotency TTL) counts as absent and is replaced, so an
+    /// expired answer is never replayed even before the sweeper deletes it.
     async fn idempotency_begin(
         &self,
         user: &str,
         key: &str,
         hash: &str,
         stale_before: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
     ) -> Result<Idempotency, StoreError>;
     async fn idempotency_conversation(
         &self,
@@ -370,9 +375,16 @@ const MESSAGES_AFTER: &str = concat!(
     " FROM messages WHERE conversation_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 );
 
-const KEY_INSERT: &str = "INSERT INTO idempotency_keys (user_id, key, request_hash, state, \
-     created_at, updated_at) VALUES ($1, $2, $3, 'running', $4, $4) \
-     ON CONFLICT (user_id, key) DO NOTHING";
+/// Starts a keyed request: inserts its record, or replaces one that has expired (last
+/// touched before `$5`) as if it were absent. One statement, so two requests racing for an
+/// expired key cannot both start.
+const IDEMPOTENCY_BEGIN: &str = "INSERT INTO idempotency_keys \
+     (user_id, key, request_hash, state, created_at, updated_at) \
+     VALUES ($1, $2, $3, 'running', $4, $4) \
+     ON CONFLICT (user_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
+        state = 'running', conversation_id = NULL, status_code = NULL, response = NULL, \
+        created_at = excluded.created_at, updated_at = excluded.updated_at \
+     WHERE idempotency_keys.updated_at < $5";
 
 const KEY_GET: &str = "SELECT request_hash, state, conversation_id, status_code, response, \
      updated_at FROM idempotency_keys WHERE user_id = $1 AND key = $2";
@@ -632,15 +644,18 @@ impl ConversationStore for SqlConversationStore {
         key: &str,
         hash: &str,
         stale_before: DateTime<Utc>,
+        expired_before: DateTime<Utc>,
     ) -> Result<Idempotency, StoreError> {
         let what = "checking an idempotency key";
         let ts = now();
+        // New, or replacing an expired record in the same atomic statement.
         let inserted = on_pool!(&self.db, |p| {
-            sqlx::query(KEY_INSERT)
+            sqlx::query(IDEMPOTENCY_BEGIN)
                 .bind(user)
                 .bind(key)
                 .bind(hash)
                 .bind(ts)
+                .bind(expired_before)
                 .execute(p)
                 .await
                 .map(|r| r.rows_affected())

@@ -31,7 +31,11 @@ pub fn init_tracing(rust_log: &str, json: bool) {
             .with_current_span(true)
             .try_init()
     } else {
-        builder.with_ansi(false).try_init()
+        // Every value escaped: nothing logged can break or forge a line (`crate::logfmt`).
+        builder
+            .with_ansi(false)
+            .fmt_fields(crate::logfmt::plain_fields())
+            .try_init()
     };
     // A second initialisation (tests) keeps the first subscriber.
     drop(result);

@@ -683,6 +683,9 @@ impl Agent {
                 )),
             };
         let outcome = if !self.toolbox.knows(&call.name) {
+            // The model's own string, cut short; plain-text logs escape it (`todo_service::logfmt`).
+            let requested: String = call.name.chars().take(100).collect();
+            tracing::warn!(requested = %requested, "the model asked for a tool that does not exist");
             ToolOutcome::error(format!(
                 "There is no tool named {:?}. Available tools: {}.",
                 call.name,

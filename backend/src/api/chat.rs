@@ -146,12 +146,14 @@ pub async fn chat(
     let mut resume = false;
     let mut conversation_id = conversation_id;
     if let Some(key) = &key {
-        let stale = chrono::Utc::now()
+        let now = chrono::Utc::now();
+        let stale = now
             - chrono::Duration::from_std(state.agent.limits.turn_timeout * 2)
                 .unwrap_or(chrono::Duration::minutes(2));
+        let expired = crate::retention::before(now, state.idempotency_ttl);
         match state
             .conversations
-            .idempotency_begin(&user, key, &request_hash(&body), stale)
+            .idempotency_begin(&user, key, &request_hash(&body), stale, expired)
             .await?
         {
             Idempotency::New => {}
@@ -189,30 +191,25 @@ pub async fn chat(
 
     // The limits count turns that will run: a replay or a retry of a running turn (answered
     // above) is never refused by them. A refused keyed request leaves its key free to retry.
-    let admitted = state
-        .access
-        .check_rate(&user)
-        .await
-        .inspect_err(|e| {
+    let admitted = async {
+        state.access.check_rate(&user).await.inspect_err(|e| {
             if e.code == "rate_limited" {
                 state.metrics.reject("rate_limited");
             }
-        })
-        .and_then(|()| {
-            state
-                .access
-                .in_flight
-                .start(&user)
-                .inspect_err(|_| state.metrics.reject("user_turns"))
-        })
+        })?;
+        let mine = state.access.in_flight.start(&user).await.inspect_err(|e| {
+            if e.code == "too_many_turns" {
+                state.metrics.reject("user_turns");
+            }
+        })?;
         // Held by the turn until it ends, even if the client goes away.
-        .and_then(|mine| {
-            state
-                .access
-                .start_turn()
-                .map(|slot| (slot, mine))
-                .inspect_err(|_| state.metrics.reject("saturated"))
-        });
+        let slot = state
+            .access
+            .start_turn()
+            .inspect_err(|_| state.metrics.reject("saturated"))?;
+        Ok::<_, ApiError>((slot, mine))
+    }
+    .await;
     let turn_slot = match admitted {
         Ok(slot) => slot,
         Err(e) => {
@@ -271,7 +268,7 @@ async fn keyed_turn(
     agent: Arc<Agent>,
     store: Arc<dyn ConversationStore>,
     metrics: Arc<crate::metrics::Metrics>,
-    turn_slot: impl Send,
+    turn_slot: (tokio::sync::OwnedSemaphorePermit, crate::inflight::UserTurn),
     key: Option<String>,
     req: TurnRequest,
     stored: tokio::sync::oneshot::Receiver<Uuid>,
@@ -286,7 +283,10 @@ async fn keyed_turn(
     };
     // Commands (and every message when no model is configured) are answered without the model.
     let (result, ()) = tokio::join!(crate::commands::run_turn(&agent, req), link);
-    drop(turn_slot);
+    // The place is free before the answer leaves, so the person's next message finds it free.
+    let (slot, mine) = turn_slot;
+    drop(slot);
+    mine.release().await;
     metrics.observe_turn(
         result
             .as_ref()

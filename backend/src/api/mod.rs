@@ -35,6 +35,8 @@ pub struct AppState {
     pub access: Arc<crate::access::Access>,
     /// Readiness and draining (`crate::lifecycle`).
     pub lifecycle: Arc<crate::lifecycle::Lifecycle>,
+    /// `IDEMPOTENCY_TTL_HOURS`: an older idempotency record is never replayed.
+    pub idempotency_ttl: std::time::Duration,
 }
 
 /// Where an operation lives, which decides the layers around it.

@@ -152,3 +152,66 @@ async fn a_replay_is_served_while_every_slot_is_taken() {
     assert_eq!(slow.await.unwrap(), 200);
     std::sync::Arc::into_inner(app).unwrap().cleanup().await;
 }
+
+/// With two replicas on one PostgreSQL database, one person still has one cap: a turn in
+/// flight on each replica fills a cap of 2, and a third is refused by either replica (429 +
+/// Retry-After) while another person is served; once the turns end, either replica admits
+/// the person again.
+#[tokio::test]
+async fn the_per_user_cap_counts_turns_on_every_replica() {
+    let o = || {
+        with_access(AccessSettings {
+            max_turns_per_user: 2,
+            max_concurrent_turns: 8,
+            ..AccessSettings::default()
+        })
+    };
+    let Some(a) = spawn_app_with(Kind::Postgres, o()).await else {
+        eprintln!("SKIPPED: no PostgreSQL for the replicas' shared turn cap");
+        return;
+    };
+    let b = spawn_replica(&a, o()).await;
+    for app in [&a, &b] {
+        app.llm_responds(
+            ResponseTemplate::new(200)
+                .set_body_json(text_reply("ok"))
+                .set_delay(Duration::from_secs(3)),
+        )
+        .await;
+    }
+    let (a, b) = (std::sync::Arc::new(a), std::sync::Arc::new(b));
+    let mut running = Vec::new();
+    for (i, app) in [a.clone(), b.clone()].into_iter().enumerate() {
+        running.push(tokio::spawn(async move {
+            app.chat("alice", json!({"message": format!("slow {i}")}))
+                .await
+                .status()
+        }));
+    }
+    wait_for_llm_requests(&a, 1).await;
+    wait_for_llm_requests(&b, 1).await;
+    for app in [&a, &b] {
+        let r = app.chat("alice", json!({"message": "a third"})).await;
+        assert_eq!(r.status(), 429, "each replica sees both turns");
+        assert_eq!(r.headers()["retry-after"], "2");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "too_many_turns", "{body}");
+    }
+    let bob = b.clone();
+    let bob = tokio::spawn(async move { bob.chat("bob", json!({"message": "hi"})).await.status() });
+    for t in running {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(bob.await.unwrap(), 200);
+    for app in [&a, &b] {
+        assert_eq!(
+            app.chat("alice", json!({"message": "again"}))
+                .await
+                .status(),
+            200,
+            "ended turns free their places on every replica"
+        );
+    }
+    std::sync::Arc::into_inner(b).unwrap().cleanup().await;
+    std::sync::Arc::into_inner(a).unwrap().cleanup().await;
+}

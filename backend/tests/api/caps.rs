@@ -174,6 +174,106 @@ async fn a_prompt_over_the_budget_is_not_sent_to_the_model() {
     app.cleanup().await;
 }
 
+/// The budget is re-checked before every round, not only the first: the first round fits,
+/// then a tool result (a page of long-titled tasks) pushes the second past the budget. That
+/// second request is never sent; the person gets an answer saying what happened, and the
+/// stored history stays a valid sequence that the next turn continues.
+#[tokio::test]
+async fn a_tool_result_that_outgrows_the_budget_stops_the_turn_before_the_next_round() {
+    let o = with_limits(|l| {
+        // ~2,000 estimated tokens of tools and prompt fit; with the page they are ~6,000.
+        l.max_prompt_tokens = 5_000;
+        // At most half the budget, as the settings require: the next turn then fits.
+        l.history_tokens = 2_000;
+        l.max_tool_result_chars = 100_000;
+        // The open-task view would put the long titles into the first round too.
+        l.open_tasks = 0;
+    });
+    let Some(app) = spawn_app_with(Kind::Sqlite, o).await else {
+        return;
+    };
+    let store = app.db.as_ref().expect("database").db.task_store();
+    for i in 0..100 {
+        let title = format!("Task {i:03} {}", "with a rather long title ".repeat(7));
+        store
+            .add(
+                "alice",
+                todo_core::tasks::NewTask {
+                    title: todo_core::tasks::Title::parse(
+                        &title.chars().take(200).collect::<String>(),
+                    )
+                    .expect("a valid title"),
+                    description: None,
+                    due: None,
+                    priority: Default::default(),
+                    tags: vec![],
+                },
+            )
+            .await
+            .unwrap();
+    }
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/chat/completions"))
+        .respond_with(Script::new(
+            &[("l1", "list_tasks", r#"{"limit": 100}"#)],
+            "never sent",
+        ))
+        .expect(1)
+        .named("only the first round reaches the model")
+        .mount(&app.llm)
+        .await;
+    let body = turn(&app).await;
+    app.llm.verify().await;
+    assert!(
+        body["response"]
+            .as_str()
+            .unwrap()
+            .contains("I stopped here"),
+        "{body}"
+    );
+    // The first round did run its tool: the page was listed and reported.
+    assert_eq!(body["tool_calls"][0]["name"], "list_tasks");
+    assert_eq!(body["tool_calls"][0]["is_error"], false);
+    assert_eq!(
+        body["tool_calls"][0]["result"]["tasks"]
+            .as_array()
+            .unwrap()
+            .len(),
+        100
+    );
+
+    // Nothing is lost: the call, its result and the answer are stored in order.
+    let conv = body["conversation_id"].as_str().unwrap().to_string();
+    let stored = app
+        .get_json(&format!("/api/alice/conversations/{conv}/messages"))
+        .await;
+    let roles: Vec<&str> = stored["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
+    assert_valid_sequence(&stored["messages"]);
+
+    // The next turn of the conversation goes on.
+    app.llm.reset().await;
+    app.llm_responds(Script::new(&[], "Which ones?")).await;
+    let r = app
+        .chat(
+            "alice",
+            json!({"message": "just the first three", "conversation_id": conv}),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let next: Value = r.json().await.unwrap();
+    assert_eq!(next["response"], "Which ones?");
+    let sent = app.llm_requests().await;
+    assert_eq!(sent.len(), 1);
+    assert_valid_sequence(&sent[0]["messages"]);
+    app.cleanup().await;
+}
+
 #[tokio::test]
 async fn failed_destructive_calls_count_and_refused_ones_do_not() {
     let o = with_limits(|l| l.max_destructive_calls = 2);

@@ -245,6 +245,7 @@ async fn a_connection_failure_is_retried_then_a_502() {
         max_body_bytes: 10_000,
         access: Default::default(),
         prices: Default::default(),
+        retention: Default::default(),
     };
     let state = todo_backend::app::build_state(&settings).await.unwrap();
     let err = state

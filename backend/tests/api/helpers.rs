@@ -54,6 +54,8 @@ pub struct Options {
     pub prices: String,
     /// The model's base URL when it is not the wiremock server (e.g. a raw stream server).
     pub llm_base_url: Option<String>,
+    /// Retention, including the idempotency TTL (default: the built-in one).
+    pub retention: todo_backend::retention::Retention,
 }
 
 impl Default for Options {
@@ -75,6 +77,7 @@ impl Default for Options {
             mcp_server_url: None,
             prices: String::new(),
             llm_base_url: None,
+            retention: Default::default(),
         }
     }
 }
@@ -94,9 +97,20 @@ pub async fn spawn_app(kind: Kind) -> Option<TestApp> {
 /// Starts the application; `None` when PostgreSQL is not available outside CI.
 pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
     let db = TestDb::new(kind).await.expect("test database")?;
+    let mut app = start_on(&db.url, o).await;
+    app.db = Some(db);
+    Some(app)
+}
+
+/// Another replica of `app`: the same database, its own state, limits and mock model.
+pub async fn spawn_replica(app: &TestApp, o: Options) -> TestApp {
+    start_on(&app.db.as_ref().expect("database").url, o).await
+}
+
+async fn start_on(db_url: &str, o: Options) -> TestApp {
     let llm = MockServer::start().await;
     let settings = Settings {
-        database_url: Some(db.url.clone()),
+        database_url: Some(db_url.to_string()),
         db: Default::default(),
         llm: o.llm_configured.then(|| LlmConfig {
             base_url: o
@@ -118,6 +132,7 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
         max_body_bytes: o.max_body_bytes,
         access: o.access,
         prices: todo_backend::usage::Prices::parse(&o.prices).expect("test prices"),
+        retention: o.retention,
     };
     let state = app::build_state(&settings).await.expect("app state");
     let listener = app::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
@@ -125,13 +140,13 @@ pub async fn spawn_app_with(kind: Kind, o: Options) -> Option<TestApp> {
     let shutdown = CancellationToken::new();
     let router = app::router(state, settings.max_body_bytes);
     tokio::spawn(app::serve(listener, router, shutdown.clone()));
-    Some(TestApp {
+    TestApp {
         address,
         llm,
         client: reqwest::Client::new(),
-        db: Some(db),
+        db: None,
         shutdown,
-    })
+    }
 }
 
 impl TestApp {

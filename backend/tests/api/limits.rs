@@ -220,7 +220,7 @@ async fn limits_apply_behind_authentication_too() {
 }
 
 /// Starts the binary with only `env` of the settings that matter here; its stderr, by line.
-async fn run_backend(
+pub(crate) async fn run_backend(
     env: &[(&str, &str)],
     db_url: &str,
 ) -> (
@@ -240,7 +240,7 @@ async fn run_backend(
     (child, lines)
 }
 
-async fn line_with(
+pub(crate) async fn line_with(
     lines: &mut tokio::io::Lines<BufReader<tokio::process::ChildStderr>>,
     needle: &str,
     seen: &mut String,

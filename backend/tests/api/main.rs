@@ -13,6 +13,7 @@ mod guard;
 mod helpers;
 mod hostile;
 mod limits;
+mod logs;
 mod observability;
 mod page;
 mod providers;

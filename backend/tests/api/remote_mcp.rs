@@ -145,6 +145,7 @@ async fn the_backend_refuses_to_start_without_a_working_service_credential() {
             max_body_bytes: 10_000,
             access: o.access,
             prices: Default::default(),
+            retention: Default::default(),
         };
         let result = todo_backend::app::build_state(&settings)
             .await

@@ -146,3 +146,67 @@ async fn expired_records_are_swept_and_the_rest_kept(kind: Kind) {
 }
 
 todo_test_support::on_both_databases!(expired_records_are_swept_and_the_rest_kept);
+
+/// The TTL from the settings reaches the chat endpoint's lookup: with a 2 h TTL, an answered
+/// key whose record was last touched 1 h ago replays without calling the model, and one
+/// touched 3 h ago (not yet swept) runs a new turn. Timestamps are moved, not waited for.
+async fn an_expired_key_runs_a_new_turn_before_any_sweep(kind: Kind) {
+    use crate::helpers::*;
+    use serde_json::{Value, json};
+
+    let o = Options {
+        retention: Retention {
+            idempotency_ttl: std::time::Duration::from_secs(2 * 3600),
+            ..Retention::default()
+        },
+        ..Options::default()
+    };
+    let Some(app) = spawn_app_with(kind, o).await else {
+        eprintln!("SKIPPED: no {kind:?} database for the idempotency TTL test");
+        return;
+    };
+    app.llm_responds(Script::new(&[], "Hello.")).await;
+    let db = &app.db.as_ref().expect("database").db;
+    let body = json!({"message": "hi"});
+    let send = || async {
+        let r = app.chat_with_key("alice", "key-1", body.clone()).await;
+        assert_eq!(r.status(), 200);
+        let replayed = r.headers().get("idempotent-replayed").is_some();
+        let answer: Value = r.json().await.unwrap();
+        (
+            replayed,
+            answer["conversation_id"].as_str().unwrap().to_string(),
+        )
+    };
+    let backdate = |age: Duration| {
+        exec(
+            db,
+            "UPDATE idempotency_keys SET updated_at = $1 WHERE key = $2",
+            Utc::now() - age,
+            "key-1",
+        )
+    };
+    let (replayed, first) = send().await;
+    assert!(!replayed);
+    assert_eq!(app.llm_requests().await.len(), 1);
+
+    backdate(Duration::hours(1)).await;
+    let (replayed, again) = send().await;
+    assert!(replayed, "within the TTL the stored answer is sent again");
+    assert_eq!(again, first);
+    assert_eq!(app.llm_requests().await.len(), 1, "a replay calls no model");
+
+    backdate(Duration::hours(3)).await;
+    let (replayed, next) = send().await;
+    assert!(!replayed, "past the TTL the request is new");
+    assert_ne!(next, first, "a new turn, in a new conversation");
+    assert_eq!(app.llm_requests().await.len(), 2);
+    // And the new answer is what the key replays from now on.
+    let (replayed, last) = send().await;
+    assert!(replayed);
+    assert_eq!(last, next);
+    assert_eq!(app.llm_requests().await.len(), 2);
+    app.cleanup().await;
+}
+
+todo_test_support::on_both_databases!(an_expired_key_runs_a_new_turn_before_any_sweep);

@@ -110,26 +110,29 @@ async fn idempotency_records_move_through_their_states(kind: Kind) {
     };
     let s = conversation_store(&db.db);
     let stale = Utc::now() - Duration::seconds(120);
+    let ttl = Utc::now() - Duration::hours(24);
     assert_eq!(
-        s.idempotency_begin("alice", "k", "h1", stale)
+        s.idempotency_begin("alice", "k", "h1", stale, ttl)
             .await
             .unwrap(),
         Idempotency::New
     );
     assert_eq!(
-        s.idempotency_begin("alice", "k", "h1", stale)
+        s.idempotency_begin("alice", "k", "h1", stale, ttl)
             .await
             .unwrap(),
         Idempotency::InProgress
     );
     assert_eq!(
-        s.idempotency_begin("alice", "k", "h2", stale)
+        s.idempotency_begin("alice", "k", "h2", stale, ttl)
             .await
             .unwrap(),
         Idempotency::Mismatch
     );
     assert_eq!(
-        s.idempotency_begin("bob", "k", "h2", stale).await.unwrap(),
+        s.idempotency_begin("bob", "k", "h2", stale, ttl)
+            .await
+            .unwrap(),
         Idempotency::New
     );
     let conv = Uuid::now_v7();
@@ -138,7 +141,7 @@ async fn idempotency_records_move_through_their_states(kind: Kind) {
         .unwrap();
     s.idempotency_finish("alice", "k", None).await.unwrap();
     assert_eq!(
-        s.idempotency_begin("alice", "k", "h1", stale)
+        s.idempotency_begin("alice", "k", "h1", stale, ttl)
             .await
             .unwrap(),
         Idempotency::Resume {
@@ -149,7 +152,7 @@ async fn idempotency_records_move_through_their_states(kind: Kind) {
         .await
         .unwrap();
     assert_eq!(
-        s.idempotency_begin("alice", "k", "h1", stale)
+        s.idempotency_begin("alice", "k", "h1", stale, ttl)
             .await
             .unwrap(),
         Idempotency::Replay {
@@ -159,14 +162,14 @@ async fn idempotency_records_move_through_their_states(kind: Kind) {
     );
     // A running record abandoned by a crashed turn is taken over once it is stale.
     assert_eq!(
-        s.idempotency_begin("alice", "k2", "h", stale)
+        s.idempotency_begin("alice", "k2", "h", stale, ttl)
             .await
             .unwrap(),
         Idempotency::New
     );
     let future = Utc::now() + Duration::seconds(1);
     assert_eq!(
-        s.idempotency_begin("alice", "k2", "h", future)
+        s.idempotency_begin("alice", "k2", "h", future, ttl)
             .await
             .unwrap(),
         Idempotency::Resume {
@@ -176,7 +179,93 @@ async fn idempotency_records_move_through_their_states(kind: Kind) {
     db.cleanup().await;
 }
 
+/// An idempotency record past its TTL is never replayed, even before the sweeper deletes
+/// it: the lookup treats it as absent and starts the request again (whatever its state and
+/// body were); within the TTL the same record replays.
+async fn an_expired_idempotency_record_is_replaced_not_replayed(kind: Kind) {
+    let Some(db) = TestDb::new(kind).await.unwrap() else {
+        eprintln!("SKIPPED: no {kind:?} database for the idempotency expiry test");
+        return;
+    };
+    let s = conversation_store(&db.db);
+    let stale = Utc::now() - Duration::seconds(120);
+    let within = Utc::now() - Duration::hours(24);
+    assert_eq!(
+        s.idempotency_begin("alice", "k", "h1", stale, within)
+            .await
+            .unwrap(),
+        Idempotency::New
+    );
+    let conv = Uuid::now_v7();
+    s.idempotency_conversation("alice", "k", conv)
+        .await
+        .unwrap();
+    s.idempotency_finish("alice", "k", Some((200, "first answer")))
+        .await
+        .unwrap();
+    let replay = Idempotency::Replay {
+        status: 200,
+        body: "first answer".into(),
+    };
+    assert_eq!(
+        s.idempotency_begin("alice", "k", "h1", stale, within)
+            .await
+            .unwrap(),
+        replay,
+        "within the TTL the answer replays"
+    );
+    // Every record written so far was last touched before this moment: all have expired.
+    let expired = Utc::now() + Duration::seconds(1);
+    assert_eq!(
+        s.idempotency_begin("alice", "k", "h1", stale, expired)
+            .await
+            .unwrap(),
+        Idempotency::New,
+        "past the TTL the request runs again"
+    );
+    // The replacement is a fresh record: running, no answer, no conversation of the old one.
+    assert_eq!(
+        s.idempotency_begin("alice", "k", "h1", stale, within)
+            .await
+            .unwrap(),
+        Idempotency::InProgress
+    );
+    s.idempotency_finish("alice", "k", None).await.unwrap();
+    assert_eq!(
+        s.idempotency_begin("alice", "k", "h1", stale, within)
+            .await
+            .unwrap(),
+        Idempotency::Resume {
+            conversation_id: None
+        },
+        "the old conversation link went with the old record"
+    );
+    // An expired key may be reused for another request body; an unexpired one may not.
+    assert_eq!(
+        s.idempotency_begin("alice", "k", "h2", stale, within)
+            .await
+            .unwrap(),
+        Idempotency::Mismatch
+    );
+    let expired = Utc::now() + Duration::seconds(1);
+    assert_eq!(
+        s.idempotency_begin("alice", "k", "h2", stale, expired)
+            .await
+            .unwrap(),
+        Idempotency::New
+    );
+    // Other users' records are not touched by alice's lookups.
+    assert_eq!(
+        s.idempotency_begin("bob", "k", "h1", stale, within)
+            .await
+            .unwrap(),
+        Idempotency::New
+    );
+    db.cleanup().await;
+}
+
 todo_test_support::on_both_databases!(
     leases_serialise_turns_and_a_lost_lease_appends_nothing,
-    idempotency_records_move_through_their_states
+    idempotency_records_move_through_their_states,
+    an_expired_idempotency_record_is_replaced_not_replayed
 );
