@@ -72,6 +72,8 @@ contract!(
 
 fn task(title: &str) -> NewTask {
     NewTask {
+        parent: None,
+        repeat: None,
         title: title.to_string(),
         description: None,
         due: None,
@@ -185,6 +187,8 @@ async fn undo_of_a_turn_reverts_all_its_changes_exactly(db: Database) {
         .add(
             ALICE,
             NewTask {
+                parent: None,
+                repeat: None,
                 description: Some("2 litres".into()),
                 due: Some(Due::parse("due", "2026-12-24").unwrap()),
                 tags: vec!["shop".into()],

@@ -213,6 +213,8 @@ mod tests {
             updated_at: t,
             completed_at: None,
             deleted_at: None,
+            parent_id: None,
+            repeat: None,
         }
     }
 

@@ -21,6 +21,8 @@ async fn add(store: &Arc<dyn TaskStore>, user: &str, title: &str) -> Task {
         .add(
             user,
             NewTask {
+                parent: None,
+                repeat: None,
                 title: title.into(),
                 description: None,
                 due: None,

@@ -202,6 +202,8 @@ async fn a_turn_through_a_remote_server_is_one_undo_group() {
         .add(
             "alice",
             todo_mcp::tasks::NewTask {
+                parent: None,
+                repeat: None,
                 title: "Earlier".into(),
                 description: None,
                 due: None,

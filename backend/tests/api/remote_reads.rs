@@ -13,6 +13,8 @@ use crate::stalls::{SERVICE_SECRET, StallingMcp};
 
 fn task(title: &str) -> NewTask {
     NewTask {
+        parent: None,
+        repeat: None,
         title: title.into(),
         description: None,
         due: None,

@@ -67,6 +67,8 @@ async fn expired_records_are_swept_and_the_rest_kept(kind: Kind) {
             .add(
                 "alice",
                 NewTask {
+                    parent: None,
+                    repeat: None,
                     title: title.into(),
                     description: None,
                     due: None,

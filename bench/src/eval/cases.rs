@@ -514,6 +514,8 @@ mod tests {
             priority: "medium".into(),
             tags: vec![],
             deleted_at: None,
+            parent_id: None,
+            repeat: None,
         }
     }
 

@@ -185,11 +185,13 @@ macro_rules! sql_journal {
                     .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
             }
 
-            /// Records one change inside the transaction that makes it.
+            /// Records one change inside the transaction that makes it; every change of one
+            /// store call shares its `group` (from [`Self::change_group`]).
             async fn journal(
                 &self,
                 tx: &mut sqlx::Transaction<'static, $db>,
                 user: &str,
+                group: &str,
                 kind: ChangeKind,
                 before: Option<&Task>,
                 after: &Task,
@@ -199,7 +201,7 @@ macro_rules! sql_journal {
                      task_after, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
                 .bind(user)
-                .bind(self.change_group())
+                .bind(group)
                 .bind(after.id)
                 .bind(kind.as_str())
                 .bind(before.map(journal::snapshot).transpose()?)
@@ -314,7 +316,8 @@ macro_rules! sql_journal {
                                 "UPDATE tasks SET title = $3, description = $4, completed = $5, \
                                  due_at = $6, due_all_day = $7, priority = $8, tags = $9, \
                                  created_at = $10, updated_at = $11, completed_at = $12, \
-                                 deleted_at = $13, search_text = $14 \
+                                 deleted_at = $13, search_text = $14, \
+                                 parent_number = $15, repeat_rule = $16, repeat_tz = $17 \
                                  WHERE user_id = $1 AND number = $2 RETURNING ", columns!(), ""
                             ))
                             .bind(user)
@@ -331,6 +334,9 @@ macro_rules! sql_journal {
                             .bind(b.completed_at)
                             .bind(b.deleted_at)
                             .bind(search_text(&b.title, b.description.as_deref()))
+                            .bind(b.parent_id)
+                            .bind(b.repeat.as_ref().map(|r| r.rule.as_str()))
+                            .bind(b.repeat.as_ref().map(|r| r.timezone.as_str()))
                             .fetch_one(&mut *tx)
                             .await?
                         }
@@ -377,6 +383,8 @@ mod tests {
             updated_at: t,
             completed_at: None,
             deleted_at: None,
+            parent_id: None,
+            repeat: None,
         }
     }
 

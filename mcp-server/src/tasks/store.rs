@@ -7,6 +7,8 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::journal::{self, ChangeKind, UndoError, sql_journal};
+use super::repeat::{self, Repeat};
+use super::subtasks::{self, sql_subtasks};
 
 use super::model::{
     Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPage, TaskPatch, decode_tags,
@@ -22,6 +24,9 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error("database error")]
     Database(#[from] sqlx::Error),
+    /// The change breaks a rule of subtasks or repeating tasks; the message says what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Persistence of tasks. Every method is scoped to one user in SQL.
@@ -50,7 +55,8 @@ pub trait TaskStore: Send + Sync + 'static {
 macro_rules! columns {
     () => {
         "number, title, description, completed, due_at, due_all_day, priority, \
-         tags, created_at, updated_at, completed_at, deleted_at"
+         tags, created_at, updated_at, completed_at, deleted_at, \
+         parent_number, repeat_rule, repeat_tz"
     };
 }
 
@@ -99,6 +105,12 @@ impl ListSql {
         if f.due_after.is_some() {
             sql.push_str(&format!(" AND due_at >= ${}", next()));
         }
+        if f.parent.is_some() {
+            sql.push_str(&format!(" AND parent_number = ${}", next()));
+        }
+        if f.hide_subtasks {
+            sql.push_str(" AND parent_number IS NULL");
+        }
         sql.push_str(
             // Matches the index (user_id, completed, due_at), so a page reads a few index
             // entries instead of sorting all of a user's tasks.
@@ -128,6 +140,7 @@ macro_rules! sql_task_store {
         }
 
         sql_journal!($name, $db, $row);
+        sql_subtasks!($name, $db, $row);
 
         impl $name {
             pub fn new(pool: sqlx::Pool<$db>) -> Self {
@@ -139,6 +152,8 @@ macro_rules! sql_task_store {
                 let all_day: bool = row.try_get("due_all_day")?;
                 let tags: String = row.try_get("tags")?;
                 let priority: i16 = row.try_get("priority")?;
+                let rule: Option<String> = row.try_get("repeat_rule")?;
+                let rule_tz: Option<String> = row.try_get("repeat_tz")?;
                 Ok(Task {
                     id: row.try_get("number")?,
                     title: row.try_get("title")?,
@@ -151,6 +166,8 @@ macro_rules! sql_task_store {
                     updated_at: row.try_get("updated_at")?,
                     completed_at: row.try_get("completed_at")?,
                     deleted_at: row.try_get("deleted_at")?,
+                    parent_id: row.try_get("parent_number")?,
+                    repeat: rule.map(|r| Repeat::from_stored(r, rule_tz.unwrap_or_else(|| "UTC".into()))),
                 })
             }
 
@@ -166,6 +183,17 @@ macro_rules! sql_task_store {
         impl TaskStore for $name {
             async fn add(&self, user: &str, t: NewTask) -> Result<Task, StoreError> {
                 let mut tx = self.pool.begin().await?;
+                let parent = Self::parent_of(&mut tx, user, t.parent).await?;
+                subtasks::check(
+                    &subtasks::Shape {
+                        id: None,
+                        parent: t.parent,
+                        repeats: t.repeat.is_some(),
+                        has_due: t.due.is_some(),
+                        has_children: false,
+                    },
+                    parent.as_ref(),
+                )?;
                 let number: i64 = sqlx::query_scalar(
                     "INSERT INTO task_counters (user_id, last_number) VALUES ($1, 1) \
                      ON CONFLICT (user_id) DO UPDATE SET last_number = task_counters.last_number + 1 \
@@ -177,8 +205,8 @@ macro_rules! sql_task_store {
                 let ts = now();
                 let row = sqlx::query(concat!(
                     "INSERT INTO tasks (user_id, number, title, description, due_at, due_all_day, \
-                     priority, tags, created_at, updated_at, search_text) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING ", columns!(), ""
+                     priority, tags, created_at, updated_at, search_text, parent_number, repeat_rule, repeat_tz) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) RETURNING ", columns!(), ""
                 ))
                 .bind(user)
                 .bind(number)
@@ -190,10 +218,13 @@ macro_rules! sql_task_store {
                 .bind(encode_tags(&t.tags))
                 .bind(ts)
                 .bind(search_text(&t.title, t.description.as_deref()))
+                .bind(t.parent)
+                .bind(t.repeat.as_ref().map(|r| r.rule.as_str()))
+                .bind(t.repeat.as_ref().map(|r| r.timezone.as_str()))
                 .fetch_one(&mut *tx)
                 .await?;
                 let task = Self::task_from_row(&row)?;
-                self.journal(&mut tx, user, ChangeKind::Add, None, &task).await?;
+                self.journal(&mut tx, user, &self.change_group(), ChangeKind::Add, None, &task).await?;
                 tx.commit().await?;
                 Ok(task)
             }
@@ -225,6 +256,9 @@ macro_rules! sql_task_store {
                 if let Some(a) = l.due_after {
                     q = q.bind(a);
                 }
+                if let Some(p) = f.parent {
+                    q = q.bind(p);
+                }
                 // One row more than the page tells whether another page follows.
                 let rows = q
                     .bind(i64::from(f.limit) + 1)
@@ -244,11 +278,49 @@ macro_rules! sql_task_store {
                 Ok(TaskPage { tasks, next_offset })
             }
 
-            async fn update(&self, user: &str, id: i64, p: &TaskPatch) -> Result<Task, StoreError> {
-                let text_changes = p.title.is_some() || p.description.is_some();
+            async fn update(&self, user: &str, id: i64, asked: &TaskPatch) -> Result<Task, StoreError> {
+                let text_changes = asked.title.is_some() || asked.description.is_some();
+                let group = self.change_group();
+                let ts = now();
                 let mut tx = self.pool.begin().await?;
                 let Some(before) = Self::lock_task(&mut tx, user, id).await?.filter(|t| t.deleted_at.is_none()) else {
                     return Err(StoreError::NotFound);
+                };
+                // Subtask and repeat rules (see `subtasks`), on the task as the change leaves it.
+                let parent = asked.parent.unwrap_or(before.parent_id);
+                let rule = asked.repeat.clone().unwrap_or_else(|| before.repeat.clone());
+                let due = match asked.due {
+                    Some(d) => d,
+                    None => before.due.as_deref().map(|d| Due::parse("due", d)).transpose()
+                        .map_err(|e| sqlx::Error::Decode(e.0.into()))?,
+                };
+                let shape = subtasks::Shape {
+                    id: Some(id),
+                    parent,
+                    repeats: rule.is_some(),
+                    has_due: due.is_some(),
+                    has_children: (parent.is_some() || rule.is_some())
+                        && Self::has_children(&mut tx, user, id).await?,
+                };
+                if asked.parent.is_some() || asked.repeat.is_some() || asked.due.is_some() {
+                    let parent_task = Self::parent_of(&mut tx, user, parent).await?;
+                    subtasks::check(&shape, parent_task.as_ref())?;
+                }
+                // Completing a repeating task: this occurrence is recorded as done and the task
+                // moves to the next one; when the series has ended it is simply completed.
+                let completes = asked.completed == Some(true) && !before.completed;
+                let next = match (&rule, due) {
+                    (Some(r), Some(d)) if completes => repeat::next_due(r, d, ts)
+                        .map_err(|e| sqlx::Error::Decode(e.0.into()))?,
+                    _ => None,
+                };
+                let rolled;
+                let p = match next {
+                    Some(n) => {
+                        rolled = TaskPatch { completed: None, due: Some(Some(n)), ..asked.clone() };
+                        &rolled
+                    }
+                    None => asked,
                 };
                 // One statement: concurrent changes to different fields never undo each other
                 // (and on PostgreSQL the row stays locked until the search text follows).
@@ -263,7 +335,10 @@ macro_rules! sql_task_store {
                        completed_at = CASE WHEN $11 IS NULL THEN completed_at \
                                            WHEN $11 THEN COALESCE(completed_at, $12) ELSE NULL END, \
                        completed = COALESCE($11, completed), \
-                       updated_at = $12 \
+                       updated_at = $12, \
+                       parent_number = CASE WHEN $13 THEN $14 ELSE parent_number END, \
+                       repeat_rule = CASE WHEN $15 THEN $16 ELSE repeat_rule END, \
+                       repeat_tz = CASE WHEN $15 THEN $17 ELSE repeat_tz END \
                      WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL \
                      RETURNING ", columns!(), ""
                 ))
@@ -278,7 +353,12 @@ macro_rules! sql_task_store {
                 .bind(p.priority.map(Priority::as_i16))
                 .bind(p.tags.as_deref().map(encode_tags))
                 .bind(p.completed)
-                .bind(now())
+                .bind(ts)
+                .bind(p.parent.is_some())
+                .bind(p.parent.flatten())
+                .bind(p.repeat.is_some())
+                .bind(p.repeat.clone().flatten().map(|r| r.rule))
+                .bind(p.repeat.clone().flatten().map(|r| r.timezone))
                 .fetch_optional(&mut *tx)
                 .await?;
                 let task = Self::one(row)?;
@@ -290,9 +370,28 @@ macro_rules! sql_task_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let only_completes = *p == TaskPatch { completed: Some(true), ..TaskPatch::default() };
+                let only_completes = *asked == TaskPatch { completed: Some(true), ..TaskPatch::default() };
                 let kind = if only_completes { ChangeKind::Complete } else { ChangeKind::Update };
-                self.journal(&mut tx, user, kind, Some(&before), &task).await?;
+                self.journal(&mut tx, user, &group, kind, Some(&before), &task).await?;
+                if next.is_some() {
+                    self.insert_occurrence(&mut tx, user, &group, &task, due, ts).await?;
+                }
+                if completes {
+                    // A parent completes with its open subtasks.
+                    for child in Self::lock_children(&mut tx, user, id, "deleted_at IS NULL AND completed = FALSE", None).await? {
+                        let row = sqlx::query(concat!(
+                            "UPDATE tasks SET completed = TRUE, completed_at = $3, updated_at = $3 \
+                             WHERE user_id = $1 AND number = $2 RETURNING ", columns!(), ""
+                        ))
+                        .bind(user)
+                        .bind(child.id)
+                        .bind(ts)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let after = Self::task_from_row(&row)?;
+                        self.journal(&mut tx, user, &group, ChangeKind::Complete, Some(&child), &after).await?;
+                    }
+                }
                 tx.commit().await?;
                 Ok(task)
             }
@@ -313,27 +412,66 @@ macro_rules! sql_task_store {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let task = Self::one(row)?;
-                self.journal(&mut tx, user, ChangeKind::Delete, Some(&before), &task).await?;
+                let group = self.change_group();
+                self.journal(&mut tx, user, &group, ChangeKind::Delete, Some(&before), &task).await?;
+                // A parent goes to the trash with its subtasks, all at the same moment.
+                for child in Self::lock_children(&mut tx, user, id, "deleted_at IS NULL", None).await? {
+                    let row = sqlx::query(concat!(
+                        "UPDATE tasks SET deleted_at = $3, updated_at = $3 \
+                         WHERE user_id = $1 AND number = $2 RETURNING ", columns!(), ""
+                    ))
+                    .bind(user)
+                    .bind(child.id)
+                    .bind(ts)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let after = Self::task_from_row(&row)?;
+                    self.journal(&mut tx, user, &group, ChangeKind::Delete, Some(&child), &after).await?;
+                }
                 tx.commit().await?;
                 Ok(task)
             }
 
             async fn restore(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+                let ts = now();
                 let mut tx = self.pool.begin().await?;
                 let Some(before) = Self::lock_task(&mut tx, user, id).await?.filter(|t| t.deleted_at.is_some()) else {
                     return Err(StoreError::NotFound);
                 };
+                if let Some(p) = before.parent_id
+                    && Self::lock_task(&mut tx, user, p).await?.is_none_or(|t| t.deleted_at.is_some())
+                {
+                    return Err(StoreError::Refused(format!(
+                        "Task #{id} is a subtask of #{p}, which is in the trash: restore #{p} first \
+                         (its subtasks come back with it)."
+                    )));
+                }
                 let row = sqlx::query(concat!(
                     "UPDATE tasks SET deleted_at = NULL, updated_at = $3 \
                      WHERE user_id = $1 AND number = $2 AND deleted_at IS NOT NULL RETURNING ", columns!(), ""
                 ))
                 .bind(user)
                 .bind(id)
-                .bind(now())
+                .bind(ts)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let task = Self::one(row)?;
-                self.journal(&mut tx, user, ChangeKind::Restore, Some(&before), &task).await?;
+                let group = self.change_group();
+                self.journal(&mut tx, user, &group, ChangeKind::Restore, Some(&before), &task).await?;
+                // The subtasks that went to the trash with it come back with it.
+                for child in Self::lock_children(&mut tx, user, id, "deleted_at = $3", before.deleted_at).await? {
+                    let row = sqlx::query(concat!(
+                        "UPDATE tasks SET deleted_at = NULL, updated_at = $3 \
+                         WHERE user_id = $1 AND number = $2 RETURNING ", columns!(), ""
+                    ))
+                    .bind(user)
+                    .bind(child.id)
+                    .bind(ts)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    let after = Self::task_from_row(&row)?;
+                    self.journal(&mut tx, user, &group, ChangeKind::Restore, Some(&child), &after).await?;
+                }
                 tx.commit().await?;
                 Ok(task)
             }
