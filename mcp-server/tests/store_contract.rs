@@ -203,8 +203,6 @@ async fn another_users_task_is_not_found_and_not_listed(store: Arc<dyn TaskStore
         &store,
         ALICE,
         NewTask {
-            parent: None,
-            repeat: None,
             tags: vec!["secret".into()],
             ..task("alice's task")
         },
@@ -286,8 +284,6 @@ async fn text_query_is_case_insensitive_over_title_and_description(store: Arc<dy
         &store,
         ALICE,
         NewTask {
-            parent: None,
-            repeat: None,
             description: Some("Call the Dentist before noon".into()),
             ..task("Phone call")
         },
@@ -337,8 +333,6 @@ async fn text_query_treats_like_wildcards_literally(store: Arc<dyn TaskStore>) {
 
 async fn tag_filter_matches_whole_tags_only(store: Arc<dyn TaskStore>) {
     let tagged = |title: &str, tags: &[&str]| NewTask {
-        parent: None,
-        repeat: None,
         tags: tags.iter().map(|t| t.to_string()).collect(),
         ..task(title)
     };
@@ -371,8 +365,6 @@ async fn tag_filter_matches_whole_tags_only(store: Arc<dyn TaskStore>) {
 
 async fn due_window_includes_after_and_excludes_before(store: Arc<dyn TaskStore>) {
     let dated = |title: &str, when: &str| NewTask {
-        parent: None,
-        repeat: None,
         due: Some(due(when)),
         ..task(title)
     };
@@ -417,8 +409,6 @@ async fn due_window_includes_after_and_excludes_before(store: Arc<dyn TaskStore>
 
 async fn lists_show_open_first_then_soonest_due_then_undated(store: Arc<dyn TaskStore>) {
     let mk = |title: &str, when: Option<&str>, priority: Priority| NewTask {
-        parent: None,
-        repeat: None,
         due: when.map(due),
         priority,
         ..task(title)
@@ -517,8 +507,6 @@ async fn update_changes_each_field_and_leaves_the_rest(store: Arc<dyn TaskStore>
         &store,
         ALICE,
         NewTask {
-            parent: None,
-            repeat: None,
             description: Some("two litres".into()),
             due: Some(due("2026-11-23")),
             priority: Priority::Low,
@@ -654,8 +642,6 @@ async fn update_clears_description_and_due_with_explicit_none(store: Arc<dyn Tas
         &store,
         ALICE,
         NewTask {
-            parent: None,
-            repeat: None,
             description: Some("details".into()),
             due: Some(due("2026-11-23T08:00:00Z")),
             ..task("clear me")
@@ -851,8 +837,6 @@ async fn unicode_text_round_trips(store: Arc<dyn TaskStore>) {
             &store,
             ALICE,
             NewTask {
-                parent: None,
-                repeat: None,
                 description: Some(description.into()),
                 tags: vec![tag.into()],
                 ..task(title)
@@ -899,8 +883,6 @@ async fn timestamps_round_trip_exactly(store: Arc<dyn TaskStore>) {
         &store,
         ALICE,
         NewTask {
-            parent: None,
-            repeat: None,
             due: Some(due("2026-11-23T17:45:10+01:00")),
             ..task("timed")
         },
@@ -946,8 +928,6 @@ async fn timestamps_round_trip_exactly(store: Arc<dyn TaskStore>) {
 
 async fn open_tasks_are_open_live_and_soonest_first(store: Arc<dyn TaskStore>) {
     let mk = |title: &str, when: Option<&str>| NewTask {
-        parent: None,
-        repeat: None,
         due: when.map(due),
         ..task(title)
     };
