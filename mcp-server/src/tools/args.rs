@@ -202,7 +202,7 @@ pub struct AddTaskArgs {
     /// Labels such as "work" or "shopping" (letters, digits, - and _; at most 10).
     #[serde(default)]
     pub tags: Option<Vec<String>>,
-    /// e.g. "every day", "every monday", "every 3 days", "weekdays", "every month on the last friday", "RRULE:…".
+    /// "every monday", "every 3 days", "weekdays", "every month on the last friday", "RRULE:…".
     #[serde(default)]
     pub repeat: Option<String>,
     /// Makes it a subtask of this task number.
@@ -278,10 +278,10 @@ pub struct UpdateTaskArgs {
     /// true marks it done, false re-opens it.
     #[serde(default)]
     pub completed: Option<bool>,
-    /// New repeat rule as in add_task; null stops it.
+    /// As in add_task; null stops repeating.
     #[serde(default, deserialize_with = "explicit_null")]
     pub repeat: Option<Option<String>>,
-    /// Parent task number; null makes it top-level.
+    /// null makes it top-level.
     #[serde(default, deserialize_with = "explicit_null_task_number")]
     #[schemars(with = "Option<i64>")]
     pub parent_id: Option<Option<i64>>,

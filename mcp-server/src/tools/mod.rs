@@ -242,7 +242,7 @@ impl TaskTools {
 
     #[tool(
         name = "complete_task",
-        description = "Mark a task as done; a repeating one moves to its next occurrence, open subtasks are done with it.",
+        description = "Mark a task as done; a repeating one moves to its next occurrence.",
         input_schema = schema_for_input::<TaskIdArgs>().expect("valid schema"),
         output_schema = schema_for_output::<Task>(),
         annotations(title = "Complete task", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
@@ -262,7 +262,7 @@ impl TaskTools {
 
     #[tool(
         name = "delete_task",
-        description = "Move a task (and its subtasks) to the trash. It disappears from lists and can be brought back with restore_task.",
+        description = "Move a task to the trash. It disappears from lists and can be brought back with restore_task.",
         input_schema = schema_for_input::<TaskIdArgs>().expect("valid schema"),
         output_schema = schema_for_output::<Task>(),
         annotations(title = "Delete task", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
