@@ -514,8 +514,6 @@ mod tests {
             priority: "medium".into(),
             tags: vec![],
             deleted_at: None,
-            parent_id: None,
-            repeat: None,
         }
     }
 
