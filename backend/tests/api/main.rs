@@ -18,6 +18,7 @@ mod page;
 mod providers;
 mod remote_mcp;
 mod remote_reads;
+mod repeat;
 mod rereads;
 mod retention;
 mod stalls;
