@@ -388,7 +388,7 @@ async fn bad_calls_are_tool_errors_with_a_helpful_message_and_the_server_keeps_s
             ),
             (
                 "update_task",
-                json!({"id": 1, "due": "next week"}),
+                json!({"id": 1, "due": "whenever suits"}),
                 "`due` must be an ISO 8601 date",
             ),
             (

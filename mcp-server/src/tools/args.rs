@@ -208,7 +208,7 @@ pub struct AddTaskArgs {
     /// Labels such as "work" or "shopping" (letters, digits, - and _; at most 10).
     #[serde(default)]
     pub tags: Option<Vec<String>>,
-    /// "every monday", "every 3 days", "weekdays", "every month on the last friday", "RRULE:…".
+    /// e.g. "every monday", "every 3 days", "weekdays", "RRULE:…".
     #[serde(default)]
     pub repeat: Option<String>,
     /// Makes it a subtask of this task number.
