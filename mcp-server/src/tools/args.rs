@@ -211,7 +211,7 @@ pub struct AddTaskArgs {
     /// e.g. "every monday", "every 3 days", "weekdays", "RRULE:…".
     #[serde(default)]
     pub repeat: Option<String>,
-    /// Makes it a subtask of this task number.
+    /// Makes it a subtask of this task.
     #[serde(default, deserialize_with = "some_task_number")]
     #[schemars(with = "Option<i64>")]
     pub parent_id: Option<i64>,
