@@ -107,6 +107,8 @@ fn all() -> ListFilter {
         tag: None,
         due_before: None,
         due_after: None,
+        parent: None,
+        hide_subtasks: false,
         limit: 100,
         offset: 0,
     }

@@ -591,6 +591,189 @@ async fn another_user_cannot_see_complete_update_delete_or_restore_a_task() {
     .await;
 }
 
+/// Like [`connect`], reading local times in `tz` (the person's zone, as the chat sets it).
+async fn connect_in(store: Arc<dyn TaskStore>, user: &str, tz: &str) -> Client {
+    let (server_io, client_io) = tokio::io::duplex(64 * 1024);
+    let tools =
+        TaskTools::new(store, Identity::Fixed(user.to_string())).with_timezone(tz.parse().unwrap());
+    tokio::spawn(async move {
+        if let Ok(running) = tools.serve(server_io).await {
+            let _ = running.waiting().await;
+        }
+    });
+    ().serve(client_io).await.expect("MCP handshake in process")
+}
+
+#[tokio::test]
+async fn repeating_tasks_are_set_shown_completed_into_the_next_and_stopped() {
+    with_sqlite(|db| async move {
+        let c = connect_in(db.store.clone(), "alice", "Europe/Paris").await;
+        let r = call(&c, "add_task", json!({"title": "Water plants", "due": "2030-01-01", "repeat": "every 3 days"})).await;
+        let plants = ok_task(&r);
+        let rep = plants.repeat.clone().expect("a rule");
+        assert_eq!((rep.rule.as_str(), rep.text.as_str(), rep.timezone.as_str()), ("FREQ=DAILY;INTERVAL=3", "every 3 days", "Europe/Paris"));
+        assert!(text_of(&r).contains("↻ every 3 days"), "{}", text_of(&r));
+
+        // Completing moves it three days on and says so; the done one is kept.
+        let r = call(&c, "complete_task", json!({"id": plants.id})).await;
+        let next = ok_task(&r);
+        assert_eq!(next.due.as_deref(), Some("2030-01-04"));
+        assert!(!next.completed);
+        assert!(text_of(&r).contains("Next:"), "{}", text_of(&r));
+        let done = list(&c, json!({"status": "completed"})).await;
+        assert_eq!(done.tasks.len(), 1);
+        assert_eq!(done.tasks[0].due.as_deref(), Some("2030-01-01"));
+
+        // A new due date or title keeps the rule; null or "never" stops it.
+        let moved = ok_task(&call(&c, "update_task", json!({"id": plants.id, "due": "2030-02-01", "title": "Water the plants"})).await);
+        assert_eq!(moved.repeat, next.repeat);
+        let weekdays = ok_task(&call(&c, "update_task", json!({"id": plants.id, "repeat": "weekdays"})).await);
+        assert_eq!(weekdays.repeat.as_ref().unwrap().text, "every weekday");
+        let stopped = ok_task(&call(&c, "update_task", json!({"id": plants.id, "repeat": null})).await);
+        assert!(stopped.repeat.is_none());
+        assert_eq!(stopped.due.as_deref(), Some("2030-02-01"));
+        ok(&call(&c, "update_task", json!({"id": plants.id, "repeat": "every monday"})).await);
+        let never = ok_task(&call(&c, "update_task", json!({"id": plants.id, "repeat": "never"})).await);
+        assert!(never.repeat.is_none());
+
+        // Without a due date the first occurrence is the due date; "at" sets its time.
+        let mon = ok_task(&call(&c, "add_task", json!({"title": "Bins", "repeat": "every monday"})).await);
+        let d = chrono::NaiveDate::parse_from_str(mon.due.as_deref().unwrap(), "%Y-%m-%d").unwrap();
+        assert_eq!(chrono::Datelike::weekday(&d), chrono::Weekday::Mon);
+        let raw = ok_task(&call(&c, "add_task", json!({"title": "Pay rent", "repeat": "RRULE:FREQ=MONTHLY;BYDAY=-1FR", "due": "2030-01-25"})).await);
+        assert_eq!(raw.repeat.unwrap().text, "every month on the last Friday");
+
+        // Every day at 9 in Paris stays 09:00 across the change to summer time (31 March 2030).
+        let nine = ok_task(&call(&c, "add_task", json!({"title": "Standup", "due": "2030-03-30", "repeat": "every day at 9am"})).await);
+        assert_eq!(nine.due.as_deref(), Some("2030-03-30T08:00:00Z"));
+        let next = ok_task(&call(&c, "complete_task", json!({"id": nine.id})).await);
+        assert_eq!(next.due.as_deref(), Some("2030-03-31T07:00:00Z"));
+        let next = ok_task(&call(&c, "update_task", json!({"id": nine.id, "completed": true})).await);
+        assert_eq!(next.due.as_deref(), Some("2030-04-01T07:00:00Z"));
+
+        // Bad rules say what to send; nothing is added.
+        let before = list(&c, json!({"status": "all"})).await.tasks.len();
+        for (arguments, want) in [
+            (json!({"title": "x", "repeat": "sometimes"}), "\"every monday\""),
+            (json!({"title": "x", "repeat": "every blursday"}), "RRULE:FREQ=WEEKLY;BYDAY=MO"),
+            (json!({"title": "x", "repeat": "RRULE:FREQ=HOURLY"}), "at most daily"),
+            (json!({"title": "x", "repeat": "RRULE:FREQ=WEEKLY;BYDAY=XX"}), "not a valid RRULE"),
+            (json!({"title": "x", "repeat": 3}), "`repeat`"),
+        ] {
+            let msg = tool_error(&call(&c, "add_task", arguments.clone()).await);
+            assert!(msg.contains(want), "{arguments}: {msg}");
+        }
+        assert_eq!(list(&c, json!({"status": "all"})).await.tasks.len(), before);
+        let msg = tool_error(&call(&c, "update_task", json!({"id": nine.id, "due": null})).await);
+        assert!(msg.contains("needs a due date"), "{msg}");
+        c.cancel().await.unwrap();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn subtasks_are_added_listed_completed_and_scoped_by_user() {
+    with_sqlite(|db| async move {
+        let alice = connect(db.store.clone(), "alice").await;
+        let bob = connect(db.store.clone(), "bob").await;
+        let trip = ok_task(&call(&alice, "add_task", json!({"title": "Plan trip"})).await);
+        let r = call(
+            &alice,
+            "add_task",
+            json!({"title": "Book flights", "parent_id": "#1"}),
+        )
+        .await;
+        let flights = ok_task(&r);
+        assert_eq!(flights.parent_id, Some(trip.id));
+        assert!(text_of(&r).contains("subtask of #1"), "{}", text_of(&r));
+        let hotel = ok_task(
+            &call(
+                &alice,
+                "add_task",
+                json!({"title": "Book hotel", "parent": 1}),
+            )
+            .await,
+        );
+        let milk = ok_task(&call(&alice, "add_task", json!({"title": "Buy milk"})).await);
+
+        // A task with its subtasks: the parent first, then the subtasks.
+        let r = call(&alice, "list_tasks", json!({"parent_id": trip.id})).await;
+        assert_eq!(page_ids(&ok_page(&r)), [flights.id, hotel.id]);
+        let text = text_of(&r);
+        assert!(
+            text.starts_with("#1 [ ] Plan trip\nSubtasks:\n  #2"),
+            "{text}"
+        );
+        let top = list(&alice, json!({"subtasks": false})).await;
+        let mut ids = page_ids(&top);
+        ids.sort();
+        assert_eq!(ids, [trip.id, milk.id]);
+        assert_eq!(list(&alice, json!({})).await.tasks.len(), 4);
+
+        // Refusals name the rule; another user's parent is not found.
+        for (client, arguments, want) in [
+            (
+                &alice,
+                json!({"title": "x", "parent_id": flights.id}),
+                "one level",
+            ),
+            (
+                &alice,
+                json!({"title": "x", "parent_id": 99}),
+                "No task #99",
+            ),
+            (
+                &bob,
+                json!({"title": "x", "parent_id": trip.id}),
+                "No task #1",
+            ),
+            (
+                &alice,
+                json!({"title": "x", "parent_id": 1, "repeat": "every day"}),
+                "cannot repeat",
+            ),
+            (
+                &alice,
+                json!({"title": "x", "parent_id": "first"}),
+                "parent_id",
+            ),
+        ] {
+            let msg = tool_error(&call(client, "add_task", arguments.clone()).await);
+            assert!(msg.contains(want), "{arguments}: {msg}");
+        }
+        let msg = tool_error(&call(&bob, "list_tasks", json!({"parent_id": trip.id})).await);
+        assert!(msg.contains("No task #1"), "{msg}");
+        assert!(list(&bob, json!({"status": "all"})).await.tasks.is_empty());
+
+        // Completing the parent completes its open subtasks.
+        ok(&call(&alice, "complete_task", json!({"id": trip.id})).await);
+        let subs = list(&alice, json!({"parent_id": trip.id})).await;
+        assert!(subs.tasks.iter().all(|t| t.completed), "{:?}", subs.tasks);
+        // Moving out and back under.
+        let loose = ok_task(
+            &call(
+                &alice,
+                "update_task",
+                json!({"id": hotel.id, "parent_id": null}),
+            )
+            .await,
+        );
+        assert_eq!(loose.parent_id, None);
+        let under = ok_task(
+            &call(
+                &alice,
+                "update_task",
+                json!({"id": milk.id, "parent_id": trip.id}),
+            )
+            .await,
+        );
+        assert_eq!(under.parent_id, Some(trip.id));
+        alice.cancel().await.unwrap();
+        bob.cancel().await.unwrap();
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------- child processes
 
 /// A spawned `todo-mcp`, killed when dropped, whose stderr is collected line by line.

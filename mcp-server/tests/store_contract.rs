@@ -50,6 +50,17 @@ on_both_databases!(
     unicode_text_round_trips,
     timestamps_round_trip_exactly,
     open_tasks_are_open_live_and_soonest_first,
+    repeating_task_completes_into_its_next_occurrence_and_records_the_done_one,
+    a_repeating_series_that_has_ended_completes_like_any_task,
+    every_day_at_nine_stays_at_nine_across_daylight_saving,
+    editing_due_or_title_keeps_the_rule_and_stop_removes_it,
+    a_repeating_task_cannot_lose_its_due_date,
+    subtasks_are_added_listed_and_hidden,
+    a_parent_must_be_a_live_top_level_task_of_the_same_user,
+    repeats_and_subtasks_do_not_mix,
+    tasks_move_under_a_parent_and_back,
+    completing_a_parent_completes_its_open_subtasks,
+    deleting_a_parent_trashes_its_subtasks_and_restoring_brings_them_back,
 );
 
 // ---------------------------------------------------------------- helpers
@@ -57,6 +68,8 @@ on_both_databases!(
 fn task(title: &str) -> NewTask {
     NewTask {
         title: Title::parse(title).unwrap(),
+        parent: None,
+        repeat: None,
         description: None,
         due: None,
         priority: Priority::Medium,
@@ -917,4 +930,502 @@ async fn open_tasks_are_open_live_and_soonest_first(store: Arc<dyn TaskStore>) {
         .map(|t| t.id)
         .collect();
     assert_eq!(two, [sooner, later]);
+}
+
+// ---------------------------------------------------------------- repeats and subtasks
+
+fn rule(phrase: &str, due_raw: Option<&str>, tz: &str) -> (todo_core::tasks::Repeat, Due) {
+    todo_core::tasks::repeat::parse(phrase)
+        .unwrap()
+        .resolve(due_raw.map(due), tz.parse().unwrap(), Utc::now())
+        .unwrap()
+}
+
+fn repeating(title: &str, phrase: &str, due_raw: &str, tz: &str) -> NewTask {
+    let (repeat, d) = rule(phrase, Some(due_raw), tz);
+    NewTask {
+        due: Some(d),
+        repeat: Some(repeat),
+        ..task(title)
+    }
+}
+
+fn sub(title: &str, parent: i64) -> NewTask {
+    NewTask {
+        parent: Some(parent),
+        ..task(title)
+    }
+}
+
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(r: Result<T, StoreError>, want: &str) {
+    match r {
+        Err(StoreError::Refused(m)) => assert!(m.contains(want), "{m:?} lacks {want:?}"),
+        other => panic!("expected a refusal saying {want:?}, got {other:?}"),
+    }
+}
+
+async fn repeating_task_completes_into_its_next_occurrence_and_records_the_done_one(
+    store: Arc<dyn TaskStore>,
+) {
+    // Monday 7 January 2030, a whole day.
+    let t = add(
+        &store,
+        ALICE,
+        repeating("Water plants", "every monday", "2030-01-07", "Europe/Paris"),
+    )
+    .await;
+    assert_eq!(t.repeat.as_ref().unwrap().rule, "FREQ=WEEKLY;BYDAY=MO");
+    assert_eq!(t.repeat.as_ref().unwrap().text, "every Monday");
+    assert!(t.one_line().contains("↻ every Monday"), "{}", t.one_line());
+    let next = store.update(ALICE, t.id, &complete()).await.unwrap();
+    // Same number, still open, one week on, rule kept.
+    assert_eq!(next.id, t.id);
+    assert!(!next.completed && next.completed_at.is_none());
+    assert_eq!(next.due.as_deref(), Some("2030-01-14"));
+    assert_eq!(next.repeat, t.repeat);
+    // The done occurrence is a completed task of its own, without the rule.
+    let done = store
+        .list(ALICE, &filter(StatusFilter::Completed))
+        .await
+        .unwrap()
+        .tasks;
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].title, "Water plants");
+    assert_eq!(done[0].due.as_deref(), Some("2030-01-07"));
+    assert!(done[0].completed && done[0].completed_at.is_some());
+    assert!(done[0].repeat.is_none() && done[0].parent_id.is_none());
+    assert!(done[0].id > t.id);
+    // And again: the next week.
+    let again = store.update(ALICE, t.id, &complete()).await.unwrap();
+    assert_eq!(again.due.as_deref(), Some("2030-01-21"));
+    assert_eq!(
+        ids(&store, ALICE, &filter(StatusFilter::Pending)).await,
+        vec![t.id]
+    );
+    assert_eq!(
+        ids(&store, ALICE, &filter(StatusFilter::Completed))
+            .await
+            .len(),
+        2
+    );
+}
+
+async fn a_repeating_series_that_has_ended_completes_like_any_task(store: Arc<dyn TaskStore>) {
+    let t = add(
+        &store,
+        ALICE,
+        repeating("Pills", "every day 2 times", "2030-01-01", "UTC"),
+    )
+    .await;
+    assert_eq!(
+        t.repeat.as_ref().unwrap().text,
+        "every day until 2030-01-02"
+    );
+    let second = store.update(ALICE, t.id, &complete()).await.unwrap();
+    assert_eq!(second.due.as_deref(), Some("2030-01-02"));
+    assert!(!second.completed);
+    let last = store.update(ALICE, t.id, &complete()).await.unwrap();
+    assert!(last.completed, "the last occurrence completes the task");
+    assert_eq!(last.due.as_deref(), Some("2030-01-02"));
+    // One recorded occurrence plus the task itself.
+    assert_eq!(
+        ids(&store, ALICE, &filter(StatusFilter::Completed))
+            .await
+            .len(),
+        2
+    );
+}
+
+async fn every_day_at_nine_stays_at_nine_across_daylight_saving(store: Arc<dyn TaskStore>) {
+    // Saturday 27 March 2027, 09:00 in Paris (UTC+1); summer time starts that night.
+    let t = add(
+        &store,
+        ALICE,
+        repeating(
+            "Standup",
+            "every day",
+            "2027-03-27T09:00:00+01:00",
+            "Europe/Paris",
+        ),
+    )
+    .await;
+    assert_eq!(t.due.as_deref(), Some("2027-03-27T08:00:00Z"));
+    let next = store.update(ALICE, t.id, &complete()).await.unwrap();
+    // Sunday 09:00 in Paris is now 07:00 UTC.
+    assert_eq!(next.due.as_deref(), Some("2027-03-28T07:00:00Z"));
+    // The same rule read in New York keeps New York's 09:00 (UTC-5, then UTC-4 on 14 March).
+    let ny = add(
+        &store,
+        ALICE,
+        repeating(
+            "Call",
+            "every day",
+            "2027-03-13T09:00:00-05:00",
+            "America/New_York",
+        ),
+    )
+    .await;
+    let next = store.update(ALICE, ny.id, &complete()).await.unwrap();
+    assert_eq!(next.due.as_deref(), Some("2027-03-14T13:00:00Z"));
+}
+
+async fn editing_due_or_title_keeps_the_rule_and_stop_removes_it(store: Arc<dyn TaskStore>) {
+    let t = add(
+        &store,
+        ALICE,
+        repeating("Bins", "every 2 weeks on thursday", "2030-01-03", "UTC"),
+    )
+    .await;
+    let moved = store
+        .update(
+            ALICE,
+            t.id,
+            &TaskPatch {
+                due: Some(Some(due("2030-01-10"))),
+                title: Some(Title::parse("Bins out").unwrap()),
+                ..TaskPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        moved.repeat, t.repeat,
+        "the rule survives a new due date and title"
+    );
+    assert_eq!(moved.due.as_deref(), Some("2030-01-10"));
+    // The next occurrence counts from the new due date.
+    let next = store.update(ALICE, t.id, &complete()).await.unwrap();
+    assert_eq!(next.due.as_deref(), Some("2030-01-24"));
+    let stopped = store
+        .update(
+            ALICE,
+            t.id,
+            &TaskPatch {
+                repeat: Some(None),
+                ..TaskPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(stopped.repeat.is_none());
+    assert_eq!(stopped.due.as_deref(), Some("2030-01-24"));
+    let done = store.update(ALICE, t.id, &complete()).await.unwrap();
+    assert!(done.completed, "without a rule, completing completes");
+    // A rule set later on an existing task.
+    let plain = add(
+        &store,
+        ALICE,
+        NewTask {
+            due: Some(due("2030-02-01")),
+            ..task("Rent")
+        },
+    )
+    .await;
+    let (r, _) = rule("every month", Some("2030-02-01"), "UTC");
+    let ruled = store
+        .update(
+            ALICE,
+            plain.id,
+            &TaskPatch {
+                repeat: Some(Some(r.clone())),
+                ..TaskPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(ruled.repeat, Some(r));
+    assert_eq!(
+        store
+            .update(ALICE, plain.id, &complete())
+            .await
+            .unwrap()
+            .due
+            .as_deref(),
+        Some("2030-03-01")
+    );
+}
+
+async fn a_repeating_task_cannot_lose_its_due_date(store: Arc<dyn TaskStore>) {
+    let t = add(
+        &store,
+        ALICE,
+        repeating("Bins", "every week", "2030-01-03", "UTC"),
+    )
+    .await;
+    assert_refused(
+        store
+            .update(
+                ALICE,
+                t.id,
+                &TaskPatch {
+                    due: Some(None),
+                    ..TaskPatch::default()
+                },
+            )
+            .await,
+        "needs a due date",
+    );
+    assert_refused(
+        store
+            .add(
+                ALICE,
+                NewTask {
+                    due: None,
+                    ..repeating("X", "every week", "2030-01-03", "UTC")
+                },
+            )
+            .await,
+        "needs a due date",
+    );
+    // Clearing both at once is fine.
+    let cleared = store
+        .update(
+            ALICE,
+            t.id,
+            &TaskPatch {
+                due: Some(None),
+                repeat: Some(None),
+                ..TaskPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(cleared.due.is_none() && cleared.repeat.is_none());
+}
+
+async fn subtasks_are_added_listed_and_hidden(store: Arc<dyn TaskStore>) {
+    let trip = add(&store, ALICE, task("Plan trip")).await;
+    let other = add(&store, ALICE, task("Buy milk")).await;
+    let a = add(&store, ALICE, sub("Book flights", trip.id)).await;
+    let b = add(&store, ALICE, sub("Book hotel", trip.id)).await;
+    assert_eq!(a.parent_id, Some(trip.id));
+    assert!(
+        a.one_line().contains(&format!("subtask of #{}", trip.id)),
+        "{}",
+        a.one_line()
+    );
+    let of_trip = ListFilter {
+        parent: Some(trip.id),
+        ..filter(StatusFilter::All)
+    };
+    assert_eq!(ids(&store, ALICE, &of_trip).await, vec![a.id, b.id]);
+    let top = ListFilter {
+        hide_subtasks: true,
+        ..filter(StatusFilter::All)
+    };
+    let mut top_ids = ids(&store, ALICE, &top).await;
+    top_ids.sort();
+    assert_eq!(top_ids, vec![trip.id, other.id]);
+    assert_eq!(
+        ids(&store, ALICE, &filter(StatusFilter::All)).await.len(),
+        4
+    );
+    // Another user sees none of them.
+    assert!(ids(&store, BOB, &of_trip).await.is_empty());
+}
+
+async fn a_parent_must_be_a_live_top_level_task_of_the_same_user(store: Arc<dyn TaskStore>) {
+    let bobs = add(&store, BOB, task("Bob's")).await;
+    let mine = add(&store, ALICE, task("Mine")).await;
+    // Bob's task number means nothing to Alice; an unused number neither.
+    let _ = add(&store, ALICE, task("filler")).await;
+    assert_refused(store.add(ALICE, sub("x", 99)).await, "No task #99");
+    assert_refused(
+        store.add(BOB, sub("x", mine.id + 1)).await,
+        &format!("No task #{}", mine.id + 1),
+    );
+    assert_eq!(
+        ids(&store, BOB, &filter(StatusFilter::All)).await,
+        vec![bobs.id]
+    );
+    let child = add(&store, ALICE, sub("child", mine.id)).await;
+    assert_refused(
+        store.add(ALICE, sub("grandchild", child.id)).await,
+        "one level",
+    );
+    let gone = add(&store, ALICE, task("gone")).await;
+    store.delete(ALICE, gone.id).await.unwrap();
+    assert_refused(
+        store.add(ALICE, sub("x", gone.id)).await,
+        &format!("No task #{}", gone.id),
+    );
+    // Nothing was added by the refusals.
+    assert_eq!(
+        ids(&store, ALICE, &filter(StatusFilter::All)).await.len(),
+        3
+    );
+}
+
+async fn repeats_and_subtasks_do_not_mix(store: Arc<dyn TaskStore>) {
+    let weekly = add(
+        &store,
+        ALICE,
+        repeating("Review", "every friday", "2030-01-04", "UTC"),
+    )
+    .await;
+    assert_refused(store.add(ALICE, sub("x", weekly.id)).await, "repeats");
+    let parent = add(&store, ALICE, task("Parent")).await;
+    assert_refused(
+        store
+            .add(
+                ALICE,
+                NewTask {
+                    parent: Some(parent.id),
+                    ..repeating("x", "every day", "2030-01-04", "UTC")
+                },
+            )
+            .await,
+        "cannot repeat",
+    );
+    let child = add(&store, ALICE, sub("child", parent.id)).await;
+    let (r, _) = rule("every day", Some("2030-01-04"), "UTC");
+    let with_rule = TaskPatch {
+        repeat: Some(Some(r)),
+        due: Some(Some(due("2030-01-04"))),
+        ..TaskPatch::default()
+    };
+    assert_refused(
+        store.update(ALICE, parent.id, &with_rule).await,
+        "has subtasks",
+    );
+    assert_refused(
+        store.update(ALICE, child.id, &with_rule).await,
+        "cannot repeat",
+    );
+}
+
+async fn tasks_move_under_a_parent_and_back(store: Arc<dyn TaskStore>) {
+    let p = add(&store, ALICE, task("Parent")).await;
+    let t = add(&store, ALICE, task("Loose")).await;
+    let moved = store
+        .update(
+            ALICE,
+            t.id,
+            &TaskPatch {
+                parent: Some(Some(p.id)),
+                ..TaskPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.parent_id, Some(p.id));
+    // A task with subtasks cannot go under another; nor under itself.
+    let q = add(&store, ALICE, task("Other")).await;
+    assert_refused(
+        store
+            .update(
+                ALICE,
+                p.id,
+                &TaskPatch {
+                    parent: Some(Some(q.id)),
+                    ..TaskPatch::default()
+                },
+            )
+            .await,
+        "subtasks of its own",
+    );
+    assert_refused(
+        store
+            .update(
+                ALICE,
+                q.id,
+                &TaskPatch {
+                    parent: Some(Some(q.id)),
+                    ..TaskPatch::default()
+                },
+            )
+            .await,
+        "own subtask",
+    );
+    // Bob cannot move Alice's task (it is not found for him).
+    assert_not_found(
+        store
+            .update(
+                BOB,
+                t.id,
+                &TaskPatch {
+                    parent: Some(Some(p.id)),
+                    ..TaskPatch::default()
+                },
+            )
+            .await,
+        "another user's task",
+    );
+    let top = store
+        .update(
+            ALICE,
+            t.id,
+            &TaskPatch {
+                parent: Some(None),
+                ..TaskPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(top.parent_id, None);
+}
+
+async fn completing_a_parent_completes_its_open_subtasks(store: Arc<dyn TaskStore>) {
+    let p = add(&store, ALICE, task("Move house")).await;
+    let a = add(&store, ALICE, sub("Pack", p.id)).await;
+    let b = add(&store, ALICE, sub("Clean", p.id)).await;
+    let b_done = store.update(ALICE, b.id, &complete()).await.unwrap();
+    let unrelated = add(&store, ALICE, task("Unrelated")).await;
+    let done = store.update(ALICE, p.id, &complete()).await.unwrap();
+    assert!(done.completed);
+    let a_now = store.get(ALICE, a.id).await.unwrap();
+    assert!(a_now.completed && a_now.completed_at == done.completed_at);
+    // An already completed subtask keeps its own completion time.
+    assert_eq!(
+        store.get(ALICE, b.id).await.unwrap().completed_at,
+        b_done.completed_at
+    );
+    assert!(!store.get(ALICE, unrelated.id).await.unwrap().completed);
+    // Re-opening the parent leaves the subtasks as they are.
+    store
+        .update(
+            ALICE,
+            p.id,
+            &TaskPatch {
+                completed: Some(false),
+                ..TaskPatch::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.get(ALICE, a.id).await.unwrap().completed);
+}
+
+async fn deleting_a_parent_trashes_its_subtasks_and_restoring_brings_them_back(
+    store: Arc<dyn TaskStore>,
+) {
+    let p = add(&store, ALICE, task("Party")).await;
+    let a = add(&store, ALICE, sub("Invite", p.id)).await;
+    let b = add(&store, ALICE, sub("Cake", p.id)).await;
+    // Trashed on its own before: stays in the trash when the parent comes back.
+    store.delete(ALICE, b.id).await.unwrap();
+    store.delete(ALICE, p.id).await.unwrap();
+    assert_not_found(
+        store.get(ALICE, a.id).await,
+        "a subtask of a trashed parent",
+    );
+    let mut trash = ids(&store, ALICE, &filter(StatusFilter::Deleted)).await;
+    trash.sort();
+    assert_eq!(trash, vec![p.id, a.id, b.id]);
+    // A subtask does not come back before its parent.
+    assert_refused(
+        store.restore(ALICE, a.id).await,
+        &format!("restore #{} first", p.id),
+    );
+    store.restore(ALICE, p.id).await.unwrap();
+    assert!(
+        store.get(ALICE, a.id).await.is_ok(),
+        "deleted with the parent: restored with it"
+    );
+    assert_not_found(
+        store.get(ALICE, b.id).await,
+        "deleted before the parent: still in the trash",
+    );
+    store.restore(ALICE, b.id).await.unwrap();
 }

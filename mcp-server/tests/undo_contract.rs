@@ -40,11 +40,15 @@ on_both_databases!(
     a_later_change_that_was_itself_undone_no_longer_blocks,
     undo_is_scoped_by_user,
     a_failed_change_is_not_journaled,
+    undo_of_completing_a_repeating_task_restores_it_exactly,
+    undo_of_a_parent_change_reverts_its_subtasks_too,
 );
 
 fn task(title: &str) -> NewTask {
     NewTask {
         title: Title::parse(title).unwrap(),
+        parent: None,
+        repeat: None,
         description: None,
         due: None,
         priority: Priority::Medium,
@@ -180,6 +184,8 @@ async fn undo_of_a_turn_reverts_all_its_changes_exactly(db: Database) {
             priority: Some(Priority::High),
             tags: Some(vec![]),
             completed: None,
+            parent: None,
+            repeat: None,
         },
     )
     .await
@@ -424,4 +430,98 @@ async fn a_failed_change_is_not_journaled(db: Database) {
     );
     let j = journal(&db, ALICE).await;
     assert_eq!(j.len(), 1, "only the add: {j:?}");
+}
+
+async fn undo_of_completing_a_repeating_task_restores_it_exactly(db: Database) {
+    let store = db.task_store();
+    let (repeat, due) = todo_core::tasks::repeat::parse("every day at 9am")
+        .unwrap()
+        .resolve(
+            Some(Due::parse("due", "2030-03-30").unwrap()),
+            "Europe/Paris".parse().unwrap(),
+            chrono::Utc::now(),
+        )
+        .unwrap();
+    let plants = store
+        .grouped("setup")
+        .add(
+            ALICE,
+            NewTask {
+                due: Some(due),
+                repeat: Some(repeat),
+                ..task("Water plants")
+            },
+        )
+        .await
+        .unwrap();
+    let before = everything(&store, ALICE).await;
+    let moved = store
+        .grouped("turn")
+        .update(ALICE, plants.id, &complete())
+        .await
+        .unwrap();
+    // 09:00 in Paris, before and after summer time starts on 31 March 2030.
+    assert_eq!(plants.due.as_deref(), Some("2030-03-30T08:00:00Z"));
+    assert_eq!(moved.due.as_deref(), Some("2030-03-31T07:00:00Z"));
+    let report = store.undo(ALICE).await.unwrap();
+    let mut changed: Vec<(i64, Vec<ChangeKind>)> = report
+        .undone
+        .iter()
+        .map(|u| (u.task.id, u.changes.clone()))
+        .collect();
+    changed.sort_by_key(|c| c.0);
+    assert_eq!(
+        changed,
+        vec![
+            (plants.id, vec![ChangeKind::Complete]),
+            (plants.id + 1, vec![ChangeKind::Add]),
+        ]
+    );
+    let after = everything(&store, ALICE).await;
+    // The task is back exactly (due, rule, timestamps); the recorded occurrence is in the trash.
+    assert_eq!(after[0], before[0]);
+    assert_eq!(after.len(), 2);
+    assert!(after[1].deleted_at.is_some() && after[1].completed);
+    // Completing again moves it on again.
+    let again = store.update(ALICE, plants.id, &complete()).await.unwrap();
+    assert_eq!(again.due, moved.due);
+}
+
+async fn undo_of_a_parent_change_reverts_its_subtasks_too(db: Database) {
+    let store = db.task_store();
+    let setup = store.grouped("setup");
+    let trip = setup.add(ALICE, task("Trip")).await.unwrap();
+    let sub = |t: &str| NewTask {
+        parent: Some(trip.id),
+        ..task(t)
+    };
+    setup.add(ALICE, sub("Flights")).await.unwrap();
+    setup.add(ALICE, sub("Hotel")).await.unwrap();
+    let before = everything(&store, ALICE).await;
+    store
+        .grouped("done")
+        .update(ALICE, trip.id, &complete())
+        .await
+        .unwrap();
+    assert!(everything(&store, ALICE).await.iter().all(|t| t.completed));
+    let report = store.undo(ALICE).await.unwrap();
+    assert_eq!(report.undone.len(), 3, "the parent and both subtasks");
+    assert_eq!(everything(&store, ALICE).await, before);
+    store
+        .grouped("delete")
+        .delete(ALICE, trip.id)
+        .await
+        .unwrap();
+    assert!(
+        everything(&store, ALICE)
+            .await
+            .iter()
+            .all(|t| t.deleted_at.is_some())
+    );
+    store.undo(ALICE).await.unwrap();
+    assert_eq!(everything(&store, ALICE).await, before);
+    // Without a group, a parent change and its subtasks still form one group.
+    store.delete(ALICE, trip.id).await.unwrap();
+    assert_eq!(store.undo(ALICE).await.unwrap().undone.len(), 3);
+    assert_eq!(everything(&store, ALICE).await, before);
 }

@@ -349,7 +349,9 @@ impl Agent {
         let stored = stored?;
         let open = open.map_err(|e| match e {
             todo_core::tasks::StoreError::Database(d) => TurnError::Store(StoreError::Database(d)),
-            todo_core::tasks::StoreError::NotFound => TurnError::Store(StoreError::NotFound),
+            todo_core::tasks::StoreError::NotFound | todo_core::tasks::StoreError::Refused(_) => {
+                TurnError::Store(StoreError::NotFound)
+            }
         })?;
         let session = session.map_err(TurnError::Tools)?;
         let open = if remote {

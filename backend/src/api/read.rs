@@ -188,6 +188,8 @@ pub async fn tasks(
             .map_err(invalid)?,
         due_before: None,
         due_after: None,
+        parent: None,
+        hide_subtasks: false,
         limit,
         offset,
     };

@@ -122,8 +122,16 @@ fn plan(agent: &Agent, message: &str, here: Here) -> Plan {
             due,
             priority,
             tags,
+            repeat,
+            parent,
         } => {
             let mut a = json!({ "title": title });
+            if let Some(r) = repeat {
+                a["repeat"] = json!(r);
+            }
+            if let Some(p) = parent {
+                a["parent_id"] = json!(p);
+            }
             if let Some(d) = due {
                 a["due"] = json!(d.to_due());
             }
@@ -150,6 +158,7 @@ fn plan(agent: &Agent, message: &str, here: Here) -> Plan {
                 Change::Priority(p) => ("priority", json!(p)),
                 Change::Tags(t) => ("tags", json!(t)),
                 Change::Description(d) => ("description", json!(d)),
+                Change::Repeat(r) => ("repeat", json!(r)),
             };
             ("update_task", object(json!({ "id": id, field: value })))
         }
@@ -192,7 +201,8 @@ async fn run_leased(
             tool,
             args,
         } => {
-            let (outcome, report, records) = call(agent, id, &req.user, tool, args).await?;
+            let (outcome, report, records) =
+                call(agent, id, &req.user, req.timezone, tool, args).await?;
             (
                 render::answer(&command, &outcome, here),
                 records,
@@ -225,6 +235,7 @@ async fn call(
     agent: &Agent,
     conversation: Uuid,
     user: &str,
+    tz: chrono_tz::Tz,
     tool: &str,
     args: JsonObject,
 ) -> Result<(ToolOutcome, ToolCallReport, Vec<NewMessage>), TurnError> {
@@ -232,7 +243,8 @@ async fn call(
     let arguments = Value::Object(args.clone()).to_string();
     let session = agent
         .toolbox
-        .session(user)
+        // In the person's zone, as a model turn's tools are: a repeat rule is read there.
+        .session_in_zone(user, tz)
         .await
         .map_err(TurnError::Tools)?;
     let started = Instant::now();

@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use todo_core::tasks::Priority;
 use todo_core::tasks::when::{self, When};
+use todo_core::tasks::{Priority, repeat};
 
 /// A command typed in chat.
 #[derive(Debug, Clone, PartialEq)]
@@ -14,6 +14,10 @@ pub enum Command {
         due: Option<When>,
         priority: Option<Priority>,
         tags: Vec<String>,
+        /// A repeat phrase as typed ("every 3 days"); the tool reads it.
+        repeat: Option<String>,
+        /// `/sub <n> …`: a subtask of task n.
+        parent: Option<i64>,
     },
     List(ListView),
     Done(i64),
@@ -53,6 +57,8 @@ pub enum Change {
     Tags(Vec<String>),
     /// `None` clears it.
     Description(Option<String>),
+    /// A repeat phrase; `None` stops the repeat.
+    Repeat(Option<String>),
 }
 
 /// Why a command line could not be read: what to say, and the usage line that shows the way.
@@ -63,12 +69,12 @@ pub struct Malformed {
     pub usage: &'static str,
 }
 
-pub const ADD: &str =
-    "/add <title> [due words] [!high|!low] [#tag…] — e.g. /add buy milk tomorrow 5pm #shopping";
+pub const ADD: &str = "/add <title> [due words] [every …] [!high|!low] [#tag…] — e.g. /add buy milk tomorrow 5pm #shopping, /add water plants every 3 days";
+pub const SUB: &str = "/sub <n> <title> [due words] … — adds a subtask of task n";
 pub const LIST: &str = "/list [today|overdue|done|trash|all|#tag|words]";
 pub const DONE: &str = "/done <n> — e.g. /done 3";
 pub const UNDONE: &str = "/undone <n> — re-opens task n";
-pub const EDIT: &str = "/edit <n> <title|due|priority|tags|notes> <value> — e.g. /edit 3 due fri 9am, /edit 3 due none";
+pub const EDIT: &str = "/edit <n> <title|due|priority|tags|notes|repeat> <value> — e.g. /edit 3 due fri 9am, /edit 3 due none, /edit 3 repeat every monday";
 pub const DELETE: &str = "/delete <n> — moves task n to the trash";
 pub const RESTORE: &str = "/restore <n> — brings task n back from the trash";
 pub const UNDO: &str = "/undo — reverts the most recent change";
@@ -79,7 +85,7 @@ pub fn help() -> &'static str {
     static HELP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         let mut s = String::from("Commands (they run at once, without the language model):\n");
         for line in [
-            ADD, LIST, DONE, UNDONE, EDIT, DELETE, RESTORE, UNDO, HELP_LINE,
+            ADD, SUB, LIST, DONE, UNDONE, EDIT, DELETE, RESTORE, UNDO, HELP_LINE,
         ] {
             s.push_str(line);
             s.push('\n');
@@ -113,7 +119,8 @@ pub fn parse(message: &str, now: DateTime<Utc>, tz: Tz) -> Result<Command, Malfo
     };
     let name = name.to_lowercase();
     match name.as_str() {
-        "add" | "a" | "new" => add(rest, now, tz),
+        "add" | "a" | "new" => add(rest, now, tz, ADD),
+        "sub" | "subtask" => sub(rest, now, tz),
         "list" | "ls" | "l" => list(rest).map(Command::List),
         "done" | "do" | "complete" | "check" => number(rest, DONE).map(Command::Done),
         "undone" | "undo-done" | "reopen" | "uncheck" => number(rest, UNDONE).map(Command::Undone),
@@ -167,7 +174,40 @@ fn tag(w: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-fn add(rest: &str, now: DateTime<Utc>, tz: Tz) -> Result<Command, Malformed> {
+/// `/sub <n> <rest of an /add>`.
+fn sub(rest: &str, now: DateTime<Utc>, tz: Tz) -> Result<Command, Malformed> {
+    let (n, rest) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+    let id = task_number(n).ok_or_else(|| bad(SUB, format!("{n:?} is not a task number.")))?;
+    match add(rest.trim(), now, tz, SUB)? {
+        Command::Add {
+            title,
+            due,
+            priority,
+            tags,
+            repeat,
+            ..
+        } => Ok(Command::Add {
+            title,
+            due,
+            priority,
+            tags,
+            repeat,
+            parent: Some(id),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// Splits a repeat phrase off the end of the words: the leftmost place where the rest reads
+/// as one ("water plants every 3 days").
+fn repeat_suffix(words: &[&str]) -> Option<(usize, String)> {
+    (0..words.len()).find_map(|i| {
+        let phrase = words[i..].join(" ");
+        (repeat::starts_phrase(words[i]) && repeat::parse(&phrase).is_ok()).then_some((i, phrase))
+    })
+}
+
+fn add(rest: &str, now: DateTime<Utc>, tz: Tz, usage: &'static str) -> Result<Command, Malformed> {
     // A quoted title is taken as it is: `/add "meet on friday" fri` puts "fri" in the due date only.
     let (quoted, rest) = match rest.strip_prefix('"').and_then(|r| r.split_once('"')) {
         Some((title, after)) => (Some(title.trim().to_string()), after),
@@ -180,7 +220,7 @@ fn add(rest: &str, now: DateTime<Utc>, tz: Tz) -> Result<Command, Malformed> {
         if let Some(p) = w.strip_prefix('!') {
             let p = priority(p).ok_or_else(|| {
                 bad(
-                    ADD,
+                    usage,
                     format!("{w:?} is not a priority; use !high, !medium or !low."),
                 )
             })?;
@@ -191,12 +231,16 @@ fn add(rest: &str, now: DateTime<Utc>, tz: Tz) -> Result<Command, Malformed> {
             words.push(w);
         }
     }
+    let (words, repeat) = match repeat_suffix(&words) {
+        Some((i, phrase)) => (words[..i].to_vec(), Some(phrase)),
+        None => (words, None),
+    };
     let (title, due) = match quoted {
         Some(title) => {
             let due = if words.is_empty() {
                 None
             } else {
-                Some(when::parse(&words.join(" "), now, tz).map_err(|e| bad(ADD, e.0))?)
+                Some(when::parse(&words.join(" "), now, tz).map_err(|e| bad(usage, e.0))?)
             };
             (title, due)
         }
@@ -206,13 +250,15 @@ fn add(rest: &str, now: DateTime<Utc>, tz: Tz) -> Result<Command, Malformed> {
         },
     };
     if title.is_empty() {
-        return Err(bad(ADD, "The task needs a title."));
+        return Err(bad(usage, "The task needs a title."));
     }
     Ok(Command::Add {
         title,
         due,
         priority: priority_word,
         tags,
+        repeat,
+        parent: None,
     })
 }
 
@@ -278,10 +324,25 @@ fn edit(rest: &str, now: DateTime<Utc>, tz: Tz) -> Result<Command, Malformed> {
         "notes" | "note" | "description" | "desc" => {
             Change::Description((!clears).then(|| value.to_string()))
         }
+        "repeat" | "repeats" | "every" | "recur" => {
+            if clears || repeat::is_stop_word(value) {
+                Change::Repeat(None)
+            } else {
+                let phrase = if field.eq_ignore_ascii_case("every") {
+                    format!("every {value}")
+                } else {
+                    value.to_string()
+                };
+                repeat::parse(&phrase).map_err(|e| bad(EDIT, e.0))?;
+                Change::Repeat(Some(phrase))
+            }
+        }
         other => {
             return Err(bad(
                 EDIT,
-                format!("{other:?} is not a field; use title, due, priority, tags or notes."),
+                format!(
+                    "{other:?} is not a field; use title, due, priority, tags, notes or repeat."
+                ),
             ));
         }
     };
@@ -319,6 +380,8 @@ mod tests {
                 due: Some(at("2026-11-24T16:00:00Z")),
                 priority: Some(Priority::High),
                 tags: vec!["shopping".into(), "Home".into()],
+                repeat: None,
+                parent: None,
             })
         );
         assert_eq!(
@@ -328,6 +391,8 @@ mod tests {
                 due: Some(When::Day(NaiveDate::from_ymd_opt(2026, 11, 27).unwrap())),
                 priority: Some(Priority::Low),
                 tags: vec!["work".into()],
+                repeat: None,
+                parent: None,
             })
         );
         assert_eq!(
@@ -337,6 +402,8 @@ mod tests {
                 due: None,
                 priority: None,
                 tags: vec![],
+                repeat: None,
+                parent: None,
             })
         );
         // Quotes keep due-looking words in the title.
@@ -347,6 +414,70 @@ mod tests {
                 due: Some(When::Day(NaiveDate::from_ymd_opt(2026, 11, 24).unwrap())),
                 priority: None,
                 tags: vec![],
+                repeat: None,
+                parent: None,
+            })
+        );
+    }
+
+    #[test]
+    fn add_takes_a_repeat_phrase_and_sub_a_parent() {
+        let Command::Add {
+            title,
+            due,
+            repeat,
+            parent,
+            tags,
+            ..
+        } = p("/add water plants every 3 days #home").unwrap()
+        else {
+            panic!("an add")
+        };
+        assert_eq!(
+            (title.as_str(), due, repeat.as_deref(), parent),
+            ("water plants", None, Some("every 3 days"), None)
+        );
+        assert_eq!(tags, vec!["home"]);
+        let Command::Add {
+            title, due, repeat, ..
+        } = p("/add standup tomorrow every weekday at 9am").unwrap()
+        else {
+            panic!("an add")
+        };
+        assert_eq!(title, "standup");
+        assert_eq!(
+            due,
+            Some(When::Day(NaiveDate::from_ymd_opt(2026, 11, 24).unwrap()))
+        );
+        assert_eq!(repeat.as_deref(), Some("every weekday at 9am"));
+        // "every" that reads as no rule stays in the title.
+        let Command::Add { title, repeat, .. } = p("/add read every book").unwrap() else {
+            panic!("an add")
+        };
+        assert_eq!((title.as_str(), repeat), ("read every book", None));
+        let Command::Add { title, parent, .. } = p("/sub 3 book flights fri").unwrap() else {
+            panic!("an add")
+        };
+        assert_eq!((title.as_str(), parent), ("book flights", Some(3)));
+        assert_eq!(
+            p("/edit 3 repeat every monday"),
+            Ok(Command::Edit {
+                id: 3,
+                change: Change::Repeat(Some("every monday".into()))
+            })
+        );
+        assert_eq!(
+            p("/edit 3 repeat none"),
+            Ok(Command::Edit {
+                id: 3,
+                change: Change::Repeat(None)
+            })
+        );
+        assert_eq!(
+            p("/edit 3 every 2 weeks"),
+            Ok(Command::Edit {
+                id: 3,
+                change: Change::Repeat(Some("every 2 weeks".into()))
             })
         );
     }
@@ -424,7 +555,11 @@ mod tests {
 
     #[test]
     fn malformed_commands_answer_with_their_usage_line() {
-        let cases: [(&str, &str, &str); 14] = [
+        let cases: [(&str, &str, &str); 18] = [
+            ("/edit 3 repeat sometimes", EDIT, "every monday"),
+            ("/edit 3 repeat RRULE:FREQ=HOURLY", EDIT, "at most daily"),
+            ("/sub x milk", SUB, "not a task number"),
+            ("/sub 3", SUB, "title"),
             ("/add", ADD, "title"),
             ("/add !urgent-ish milk", ADD, "priority"),
             ("/add #only #tags", ADD, "title"),

@@ -57,6 +57,9 @@ pub fn task_line(t: &Task, here: Here) -> String {
         t.title
     );
     let mut extras = Vec::new();
+    if let Some(parent) = t.parent_id {
+        extras.push(format!("subtask of #{parent}"));
+    }
     if let Some(due) = &t.due {
         let overdue = !t.completed && is_overdue(due, here);
         extras.push(format!(
@@ -73,6 +76,9 @@ pub fn task_line(t: &Task, here: Here) -> String {
     }
     if !extras.is_empty() {
         s.push_str(&format!(" ({})", extras.join(", ")));
+    }
+    if let Some(r) = &t.repeat {
+        s.push_str(&format!(" ↻ {}", r.text));
     }
     for tag in &t.tags {
         s.push_str(&format!(" #{tag}"));
@@ -129,6 +135,9 @@ pub fn answer(cmd: &Command, o: &ToolOutcome, here: Here) -> String {
     let line = task_line(&t, here);
     match cmd {
         Command::Add { .. } => format!("Added {line}."),
+        Command::Done(_) if t.repeat.is_some() && !t.completed => {
+            format!("Completed this occurrence; next: {line}.")
+        }
         Command::Done(_) => format!("Completed {line}."),
         Command::Undone(_) => format!("Re-opened {line}."),
         Command::Edit { change, .. } => {
@@ -138,6 +147,7 @@ pub fn answer(cmd: &Command, o: &ToolOutcome, here: Here) -> String {
                 Change::Priority(_) => "priority",
                 Change::Tags(_) => "tags",
                 Change::Description(_) => "notes",
+                Change::Repeat(_) => "repeat",
             };
             format!("Changed the {what}: {line}.")
         }
@@ -213,6 +223,8 @@ mod tests {
             updated_at: t,
             completed_at: None,
             deleted_at: None,
+            parent_id: None,
+            repeat: None,
         }
     }
 

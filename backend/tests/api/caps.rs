@@ -207,6 +207,8 @@ async fn a_tool_result_that_outgrows_the_budget_stops_the_turn_before_the_next_r
                     due: None,
                     priority: Default::default(),
                     tags: vec![],
+                    parent: None,
+                    repeat: None,
                 },
             )
             .await

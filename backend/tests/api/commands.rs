@@ -266,8 +266,10 @@ on_both_stores!(
             ("/done", "/done <n>"),
             (
                 "/edit 1",
-                "/edit <n> <title|due|priority|tags|notes> <value>",
+                "/edit <n> <title|due|priority|tags|notes|repeat> <value>",
             ),
+            ("/edit 1 repeat sometimes", "/edit <n>"),
+            ("/sub x milk", "/sub <n>"),
             ("/edit 1 due someday", "/edit <n>"),
             ("/add", "/add <title>"),
             ("/add !urgentish x", "/add <title>"),
@@ -537,3 +539,80 @@ async fn without_a_model_commands_work_and_free_text_explains_them(kind: Kind) {
 }
 
 todo_test_support::on_both_databases!(without_a_model_commands_work_and_free_text_explains_them);
+
+on_both_stores!(
+    commands_add_repeating_tasks_and_subtasks_and_complete_a_repeat_into_its_next_occurrence,
+    |app: TestApp| async move {
+        forbid_model_calls(&app).await;
+        let a = say(&app, "rita", None, "/add water plants every 3 days #home").await;
+        let conv = a["conversation_id"].as_str().unwrap().to_string();
+        let c = Some(conv.as_str());
+        assert_eq!(
+            a["tool_calls"][0]["arguments"],
+            json!({"title": "water plants", "repeat": "every 3 days", "tags": ["home"]})
+        );
+        // No due date given: the first occurrence is today, in Paris.
+        let today = Utc::now()
+            .with_timezone(&chrono_tz::Europe::Paris)
+            .date_naive();
+        let task = &a["tool_calls"][0]["result"];
+        assert_eq!(task["due"], json!(today.to_string()));
+        assert_eq!(task["repeat"]["rule"], "FREQ=DAILY;INTERVAL=3");
+        assert_eq!(task["repeat"]["timezone"], "Europe/Paris");
+        assert!(response(&a).contains("↻ every 3 days #home"), "{a}");
+
+        // Done: this occurrence is recorded, the task moves three days on.
+        let d = say(&app, "rita", c, "/done 1").await;
+        let in_three = today + chrono::Duration::days(3);
+        assert_eq!(
+            d["tool_calls"][0]["result"]["due"],
+            json!(in_three.to_string())
+        );
+        assert!(
+            response(&d).starts_with("Completed this occurrence; next: #1 [ ] water plants"),
+            "{d}"
+        );
+        assert!(
+            response(&say(&app, "rita", c, "/list done").await).contains("#2 [x] water plants")
+        );
+
+        // The rule survives a new due date; "/edit n repeat none" stops it.
+        let e = say(&app, "rita", c, "/edit 1 due fri").await;
+        assert!(response(&e).contains("↻ every 3 days"), "{e}");
+        let e = say(&app, "rita", c, "/edit 1 repeat every monday").await;
+        assert!(response(&e).contains("↻ every Monday"), "{e}");
+        let e = say(&app, "rita", c, "/edit 1 repeat none").await;
+        assert_eq!(
+            e["tool_calls"][0]["arguments"],
+            json!({"id": 1, "repeat": null})
+        );
+        assert!(!response(&e).contains('↻'), "{e}");
+
+        // Subtasks, and the rules' refusals as the tools word them.
+        say(&app, "rita", c, "/add plan trip").await;
+        let s = say(&app, "rita", c, "/sub 3 book flights").await;
+        assert_eq!(
+            s["tool_calls"][0]["arguments"],
+            json!({"title": "book flights", "parent_id": 3})
+        );
+        assert!(
+            response(&s).contains("#4 [ ] book flights (subtask of #3)"),
+            "{s}"
+        );
+        let bad = say(&app, "rita", c, "/sub 4 pack bags").await;
+        assert_eq!(bad["tool_calls"][0]["is_error"], true);
+        assert!(response(&bad).contains("one level"), "{bad}");
+        let other = say(&app, "sam", None, "/sub 3 steal").await;
+        assert!(response(&other).contains("No task #3"), "{other}");
+        let done = say(&app, "rita", c, "/done 3").await;
+        assert!(
+            response(&done).starts_with("Completed #3 [x] plan trip"),
+            "{done}"
+        );
+        assert!(
+            response(&say(&app, "rita", c, "/list done").await).contains("#4 [x] book flights")
+        );
+        app.llm.verify().await;
+        app.cleanup().await;
+    }
+);

@@ -80,6 +80,8 @@ async fn alices_tasks(mcp: &StallingMcp) -> Vec<String> {
         tag: None,
         due_before: None,
         due_after: None,
+        parent: None,
+        hide_subtasks: false,
         limit: 100,
         offset: 0,
     };

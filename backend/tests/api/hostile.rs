@@ -22,6 +22,8 @@ async fn add(store: &Arc<dyn TaskStore>, user: &str, title: &str) -> Task {
             user,
             NewTask {
                 title: Title::parse(title).unwrap(),
+                parent: None,
+                repeat: None,
                 description: None,
                 due: None,
                 priority: Default::default(),

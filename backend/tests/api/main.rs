@@ -19,6 +19,7 @@ mod page;
 mod providers;
 mod remote_mcp;
 mod remote_reads;
+mod repeat;
 mod rereads;
 mod retention;
 mod routes;

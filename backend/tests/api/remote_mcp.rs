@@ -180,6 +180,8 @@ async fn a_turn_through_a_remote_server_is_one_undo_group() {
             "alice",
             todo_core::tasks::NewTask {
                 title: todo_core::tasks::Title::parse("Earlier").unwrap(),
+                parent: None,
+                repeat: None,
                 description: None,
                 due: None,
                 priority: Default::default(),

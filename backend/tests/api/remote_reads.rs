@@ -14,6 +14,8 @@ use crate::stalls::{SERVICE_SECRET, StallingMcp};
 fn task(title: &str) -> NewTask {
     NewTask {
         title: Title::parse(title).unwrap(),
+        parent: None,
+        repeat: None,
         description: None,
         due: None,
         priority: Default::default(),

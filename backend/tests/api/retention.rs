@@ -68,6 +68,8 @@ async fn expired_records_are_swept_and_the_rest_kept(kind: Kind) {
                 "alice",
                 NewTask {
                     title: Title::parse(title).unwrap(),
+                    parent: None,
+                    repeat: None,
                     description: None,
                     due: None,
                     priority: Default::default(),

@@ -206,7 +206,8 @@ const TRASH_ANY_TASK: &str = concat!(
 const PUT_BACK_TASK: &str = concat!(
     "UPDATE tasks SET title = $3, description = $4, completed = $5, due_at = $6, \
      due_all_day = $7, priority = $8, tags = $9, created_at = $10, updated_at = $11, \
-     completed_at = $12, deleted_at = $13, search_text = $14 \
+     completed_at = $12, deleted_at = $13, search_text = $14, \
+     parent_number = $15, repeat_rule = $16, repeat_tz = $17 \
      WHERE user_id = $1 AND number = $2 RETURNING ",
     task_columns!()
 );
@@ -246,18 +247,20 @@ impl TryFrom<EntryRow> for Entry {
 impl SqlTaskStore {
     /// The group a change of this store belongs to: the bound one (a chat turn), or a fresh
     /// one per change (one MCP request makes one change).
-    fn change_group(&self) -> String {
+    pub(crate) fn change_group(&self) -> String {
         self.group
             .as_deref()
             .map(str::to_string)
             .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
     }
 
-    /// Records one change inside the transaction that makes it.
+    /// Records one change inside the transaction that makes it; every change of one store
+    /// call shares its `group` (from [`Self::change_group`]).
     pub(crate) async fn journal(
         &self,
         tx: &mut Transaction,
         user: &str,
+        group: &str,
         kind: ChangeKind,
         before: Option<&Task>,
         after: &Task,
@@ -265,12 +268,11 @@ impl SqlTaskStore {
         let what = "journaling a change";
         let before = before.map(snapshot).transpose().map_err(failed(what))?;
         let after_text = snapshot(after).map_err(failed(what))?;
-        let group = self.change_group();
         let ts = now();
         on_tx!(tx, |c| {
             sqlx::query(INSERT_ENTRY)
                 .bind(user)
-                .bind(&group)
+                .bind(group)
                 .bind(after.id)
                 .bind(kind.as_str())
                 .bind(&before)
@@ -396,6 +398,9 @@ impl SqlTaskStore {
                             .bind(b.completed_at)
                             .bind(b.deleted_at)
                             .bind(&search)
+                            .bind(b.parent_id)
+                            .bind(b.repeat.as_ref().map(|r| r.rule.as_str()))
+                            .bind(b.repeat.as_ref().map(|r| r.timezone.as_str()))
                             .fetch_one(c)
                             .await
                     })
@@ -441,6 +446,8 @@ mod tests {
             updated_at: t,
             completed_at: None,
             deleted_at: None,
+            parent_id: None,
+            repeat: None,
         }
     }
 

@@ -4,6 +4,8 @@ use chrono::{DateTime, NaiveDate, NaiveTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::repeat::Repeat;
+
 /// Longest title accepted, in characters, after trimming.
 pub const MAX_TITLE_CHARS: usize = 200;
 /// Longest description accepted, in characters.
@@ -131,10 +133,17 @@ pub struct Task {
     /// Set when the task is in the trash; restore it with `restore_task`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub deleted_at: Option<DateTime<Utc>>,
+    /// The task this one is a subtask of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<i64>,
+    /// How the task repeats; completing it moves it to the next occurrence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<Repeat>,
 }
 
 impl Task {
-    /// One line for a person or a model: `#3 [ ] Buy milk (due 2026-11-23, high) #shopping`.
+    /// One line for a person or a model: `#3 [ ] Buy milk (due 2026-11-23, high) #shopping`;
+    /// a subtask says `subtask of #2`, a repeating task ends its details with `↻ every Monday`.
     pub fn one_line(&self) -> String {
         let mut s = format!(
             "#{} [{}] {}",
@@ -143,6 +152,9 @@ impl Task {
             self.title
         );
         let mut extras = Vec::new();
+        if let Some(parent) = self.parent_id {
+            extras.push(format!("subtask of #{parent}"));
+        }
         if let Some(due) = &self.due {
             extras.push(format!("due {due}"));
         }
@@ -154,6 +166,9 @@ impl Task {
         }
         if !extras.is_empty() {
             s.push_str(&format!(" ({})", extras.join(", ")));
+        }
+        if let Some(r) = &self.repeat {
+            s.push_str(&format!(" ↻ {}", r.text));
         }
         for t in &self.tags {
             s.push_str(&format!(" #{t}"));
@@ -170,6 +185,10 @@ pub struct NewTask {
     pub due: Option<Due>,
     pub priority: Priority,
     pub tags: Vec<String>,
+    /// Makes it a subtask of this task number.
+    pub parent: Option<i64>,
+    /// An anchored rule (see [`crate::tasks::repeat`]); `due` is then set.
+    pub repeat: Option<Repeat>,
 }
 
 /// A validated change; `None` leaves a field as it is, `Some(None)` clears it.
@@ -181,6 +200,10 @@ pub struct TaskPatch {
     pub priority: Option<Priority>,
     pub tags: Option<Vec<String>>,
     pub completed: Option<bool>,
+    /// `Some(None)` makes it a top-level task again.
+    pub parent: Option<Option<i64>>,
+    /// `Some(None)` stops it repeating.
+    pub repeat: Option<Option<Repeat>>,
 }
 
 impl TaskPatch {
@@ -212,6 +235,10 @@ pub struct ListFilter {
     pub due_before: Option<DateTime<Utc>>,
     /// Due at or after this instant.
     pub due_after: Option<DateTime<Utc>>,
+    /// Only the subtasks of this task.
+    pub parent: Option<i64>,
+    /// Leaves subtasks out (top-level tasks only).
+    pub hide_subtasks: bool,
     pub limit: u32,
     pub offset: u32,
 }

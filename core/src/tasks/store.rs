@@ -12,6 +12,8 @@ use super::model::{
     Due, ListFilter, NewTask, Priority, StatusFilter, Task, TaskPage, TaskPatch, decode_tags,
     encode_tags, like_pattern, search_text,
 };
+use super::repeat::{self, Repeat};
+use super::subtasks;
 use crate::db::{Database, Transaction, on_pool, on_tx};
 use crate::error::{DbError, failed};
 
@@ -24,6 +26,9 @@ pub enum StoreError {
     /// The database failed or could not be reached; the error names the operation.
     #[error(transparent)]
     Database(#[from] DbError),
+    /// The change breaks a rule of subtasks or repeating tasks; the message says what to do.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Persistence of tasks. Every method is scoped to one user in SQL.
@@ -52,7 +57,7 @@ pub trait TaskStore: Send + Sync + 'static {
 macro_rules! task_columns {
     () => {
         "number, title, description, completed, due_at, due_all_day, priority, tags, \
-         created_at, updated_at, completed_at, deleted_at"
+         created_at, updated_at, completed_at, deleted_at, parent_number, repeat_rule, repeat_tz"
     };
 }
 pub(crate) use task_columns;
@@ -72,6 +77,9 @@ pub(crate) struct TaskRow {
     updated_at: DateTime<Utc>,
     completed_at: Option<DateTime<Utc>>,
     deleted_at: Option<DateTime<Utc>>,
+    parent_number: Option<i64>,
+    repeat_rule: Option<String>,
+    repeat_tz: Option<String>,
 }
 
 impl From<TaskRow> for Task {
@@ -94,19 +102,23 @@ impl From<TaskRow> for Task {
             updated_at: r.updated_at,
             completed_at: r.completed_at,
             deleted_at: r.deleted_at,
+            parent_id: r.parent_number,
+            repeat: r
+                .repeat_rule
+                .map(|rule| Repeat::from_stored(rule, r.repeat_tz.unwrap_or_else(|| "UTC".into()))),
         }
     }
 }
 
 /// Takes the user's next task number (their counter row is created on first use).
-const NEXT_NUMBER: &str = "INSERT INTO task_counters (user_id, last_number) VALUES ($1, 1) \
+pub(crate) const NEXT_NUMBER: &str = "INSERT INTO task_counters (user_id, last_number) VALUES ($1, 1) \
      ON CONFLICT (user_id) DO UPDATE SET last_number = task_counters.last_number + 1 \
      RETURNING last_number";
 
 const INSERT_TASK: &str = concat!(
     "INSERT INTO tasks (user_id, number, title, description, due_at, due_all_day, priority, \
-     tags, created_at, updated_at, search_text) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING ",
+     tags, created_at, updated_at, search_text, parent_number, repeat_rule, repeat_tz) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13) RETURNING ",
     task_columns!()
 );
 
@@ -129,7 +141,10 @@ const UPDATE_TASK: &str = concat!(
        completed_at = CASE WHEN $11 IS NULL THEN completed_at \
                            WHEN $11 THEN COALESCE(completed_at, $12) ELSE NULL END, \
        completed = COALESCE($11, completed), \
-       updated_at = $12 \
+       updated_at = $12, \
+       parent_number = CASE WHEN $13 THEN $14 ELSE parent_number END, \
+       repeat_rule = CASE WHEN $15 THEN $16 ELSE repeat_rule END, \
+       repeat_tz = CASE WHEN $15 THEN $17 ELSE repeat_tz END \
      WHERE user_id = $1 AND number = $2 AND deleted_at IS NULL \
      RETURNING ",
     task_columns!()
@@ -150,6 +165,27 @@ const RESTORE_TASK: &str = concat!(
     task_columns!()
 );
 
+/// A parent completes with its open subtasks.
+pub(crate) const COMPLETE_CHILD: &str = concat!(
+    "UPDATE tasks SET completed = TRUE, completed_at = $3, updated_at = $3 \
+     WHERE user_id = $1 AND number = $2 RETURNING ",
+    task_columns!()
+);
+
+/// A parent goes to the trash with its subtasks, all at the same moment.
+pub(crate) const TRASH_CHILD: &str = concat!(
+    "UPDATE tasks SET deleted_at = $3, updated_at = $3 \
+     WHERE user_id = $1 AND number = $2 RETURNING ",
+    task_columns!()
+);
+
+/// The subtasks that went to the trash with their parent come back with it.
+pub(crate) const RESTORE_CHILD: &str = concat!(
+    "UPDATE tasks SET deleted_at = NULL, updated_at = $3 \
+     WHERE user_id = $1 AND number = $2 RETURNING ",
+    task_columns!()
+);
+
 /// Now, at the microsecond precision that round-trips through both databases unchanged.
 pub(crate) fn now() -> DateTime<Utc> {
     let t = Utc::now();
@@ -163,6 +199,7 @@ struct ListSql {
     tag: Option<String>,
     due_before: Option<DateTime<Utc>>,
     due_after: Option<DateTime<Utc>>,
+    parent: Option<i64>,
 }
 
 impl ListSql {
@@ -196,6 +233,12 @@ impl ListSql {
         if f.due_after.is_some() {
             sql.push_str(&format!(" AND due_at >= ${}", next()));
         }
+        if f.parent.is_some() {
+            sql.push_str(&format!(" AND parent_number = ${}", next()));
+        }
+        if f.hide_subtasks {
+            sql.push_str(" AND parent_number IS NULL");
+        }
         sql.push_str(
             // Matches the index (user_id, completed, due_at), so a page reads a few index
             // entries instead of sorting all of a user's tasks.
@@ -208,6 +251,7 @@ impl ListSql {
             tag,
             due_before: f.due_before,
             due_after: f.due_after,
+            parent: f.parent,
         }
     }
 }
@@ -241,6 +285,17 @@ pub(crate) async fn commit(tx: Transaction, what: &'static str) -> Result<(), Db
 impl TaskStore for SqlTaskStore {
     async fn add(&self, user: &str, t: NewTask) -> Result<Task, StoreError> {
         let mut tx = self.begin().await?;
+        let parent = Self::parent_of(&mut tx, user, t.parent).await?;
+        subtasks::check(
+            &subtasks::Shape {
+                id: None,
+                parent: t.parent,
+                repeats: t.repeat.is_some(),
+                has_due: t.due.is_some(),
+                has_children: false,
+            },
+            parent.as_ref(),
+        )?;
         let number: i64 = on_tx!(&mut tx, |c| {
             sqlx::query_scalar(NEXT_NUMBER)
                 .bind(user)
@@ -262,13 +317,23 @@ impl TaskStore for SqlTaskStore {
                 .bind(encode_tags(&t.tags))
                 .bind(ts)
                 .bind(&search)
+                .bind(t.parent)
+                .bind(t.repeat.as_ref().map(|r| r.rule.as_str()))
+                .bind(t.repeat.as_ref().map(|r| r.timezone.as_str()))
                 .fetch_one(c)
                 .await
         })
         .map_err(failed("inserting a task"))?;
         let task = Task::from(row);
-        self.journal(&mut tx, user, ChangeKind::Add, None, &task)
-            .await?;
+        self.journal(
+            &mut tx,
+            user,
+            &self.change_group(),
+            ChangeKind::Add,
+            None,
+            &task,
+        )
+        .await?;
         commit(tx, "committing a new task").await?;
         Ok(task)
     }
@@ -305,6 +370,9 @@ impl TaskStore for SqlTaskStore {
             if let Some(v) = l.due_after {
                 q = q.bind(v);
             }
+            if let Some(v) = l.parent {
+                q = q.bind(v);
+            }
             q.bind(limit).bind(offset).fetch_all(p).await
         })
         .map_err(failed("listing tasks"))?;
@@ -318,8 +386,10 @@ impl TaskStore for SqlTaskStore {
         Ok(TaskPage { tasks, next_offset })
     }
 
-    async fn update(&self, user: &str, id: i64, p: &TaskPatch) -> Result<Task, StoreError> {
-        let text_changes = p.title.is_some() || p.description.is_some();
+    async fn update(&self, user: &str, id: i64, asked: &TaskPatch) -> Result<Task, StoreError> {
+        let text_changes = asked.title.is_some() || asked.description.is_some();
+        let group = self.change_group();
+        let ts = now();
         let mut tx = self.begin().await?;
         let Some(before) = Self::lock_task(&mut tx, user, id)
             .await?
@@ -327,7 +397,56 @@ impl TaskStore for SqlTaskStore {
         else {
             return Err(StoreError::NotFound);
         };
-        let ts = now();
+        // Subtask and repeat rules (see `subtasks`), on the task as the change leaves it.
+        let parent = asked.parent.unwrap_or(before.parent_id);
+        let rule = asked
+            .repeat
+            .clone()
+            .unwrap_or_else(|| before.repeat.clone());
+        let what = "reading a stored due date";
+        let due = match asked.due {
+            Some(d) => d,
+            None => before
+                .due
+                .as_deref()
+                .map(|d| Due::parse("due", d))
+                .transpose()
+                .map_err(|e| failed(what)(sqlx::Error::Decode(e.0.into())))?,
+        };
+        let has_children =
+            (parent.is_some() || rule.is_some()) && Self::has_children(&mut tx, user, id).await?;
+        let shape = subtasks::Shape {
+            id: Some(id),
+            parent,
+            repeats: rule.is_some(),
+            has_due: due.is_some(),
+            has_children,
+        };
+        if asked.parent.is_some() || asked.repeat.is_some() || asked.due.is_some() {
+            let parent_task = Self::parent_of(&mut tx, user, parent).await?;
+            subtasks::check(&shape, parent_task.as_ref())?;
+        }
+        // Completing a repeating task: this occurrence is recorded as done and the task moves
+        // to the next one; when the series has ended it is simply completed.
+        let completes = asked.completed == Some(true) && !before.completed;
+        let next = match (&rule, due) {
+            (Some(r), Some(d)) if completes => repeat::next_due(r, d, ts).map_err(|e| {
+                failed("computing the next occurrence")(sqlx::Error::Decode(e.0.into()))
+            })?,
+            _ => None,
+        };
+        let rolled;
+        let p = match next {
+            Some(n) => {
+                rolled = TaskPatch {
+                    completed: None,
+                    due: Some(Some(n)),
+                    ..asked.clone()
+                };
+                &rolled
+            }
+            None => asked,
+        };
         let row: Option<TaskRow> = on_tx!(&mut tx, |c| {
             sqlx::query_as(UPDATE_TASK)
                 .bind(user)
@@ -342,6 +461,11 @@ impl TaskStore for SqlTaskStore {
                 .bind(p.tags.as_deref().map(encode_tags))
                 .bind(p.completed)
                 .bind(ts)
+                .bind(p.parent.is_some())
+                .bind(p.parent.flatten())
+                .bind(p.repeat.is_some())
+                .bind(p.repeat.clone().flatten().map(|r| r.rule))
+                .bind(p.repeat.clone().flatten().map(|r| r.timezone))
                 .fetch_optional(c)
                 .await
         })
@@ -360,7 +484,7 @@ impl TaskStore for SqlTaskStore {
             })
             .map_err(failed("updating a task's search text"))?;
         }
-        let only_completes = *p
+        let only_completes = *asked
             == TaskPatch {
                 completed: Some(true),
                 ..TaskPatch::default()
@@ -370,8 +494,25 @@ impl TaskStore for SqlTaskStore {
         } else {
             ChangeKind::Update
         };
-        self.journal(&mut tx, user, kind, Some(&before), &task)
+        self.journal(&mut tx, user, &group, kind, Some(&before), &task)
             .await?;
+        if next.is_some() {
+            self.insert_occurrence(&mut tx, user, &group, &task, due, ts)
+                .await?;
+        }
+        if completes {
+            // A parent completes with its open subtasks.
+            self.cascade(
+                &mut tx,
+                user,
+                &group,
+                id,
+                subtasks::Children::Open,
+                ts,
+                (COMPLETE_CHILD, ChangeKind::Complete),
+            )
+            .await?;
+        }
         commit(tx, "committing a task update").await?;
         Ok(task)
     }
@@ -395,13 +536,33 @@ impl TaskStore for SqlTaskStore {
         })
         .map_err(failed("moving a task to the trash"))?;
         let task = row.map(Task::from).ok_or(StoreError::NotFound)?;
-        self.journal(&mut tx, user, ChangeKind::Delete, Some(&before), &task)
-            .await?;
+        let group = self.change_group();
+        self.journal(
+            &mut tx,
+            user,
+            &group,
+            ChangeKind::Delete,
+            Some(&before),
+            &task,
+        )
+        .await?;
+        // A parent goes to the trash with its subtasks, all at the same moment.
+        self.cascade(
+            &mut tx,
+            user,
+            &group,
+            id,
+            subtasks::Children::Live,
+            ts,
+            (TRASH_CHILD, ChangeKind::Delete),
+        )
+        .await?;
         commit(tx, "committing a task deletion").await?;
         Ok(task)
     }
 
     async fn restore(&self, user: &str, id: i64) -> Result<Task, StoreError> {
+        let ts = now();
         let mut tx = self.begin().await?;
         let Some(before) = Self::lock_task(&mut tx, user, id)
             .await?
@@ -409,7 +570,16 @@ impl TaskStore for SqlTaskStore {
         else {
             return Err(StoreError::NotFound);
         };
-        let ts = now();
+        if let Some(p) = before.parent_id
+            && Self::lock_task(&mut tx, user, p)
+                .await?
+                .is_none_or(|t| t.deleted_at.is_some())
+        {
+            return Err(StoreError::Refused(format!(
+                "Task #{id} is a subtask of #{p}, which is in the trash: restore #{p} first \
+                 (its subtasks come back with it)."
+            )));
+        }
         let row: Option<TaskRow> = on_tx!(&mut tx, |c| {
             sqlx::query_as(RESTORE_TASK)
                 .bind(user)
@@ -420,8 +590,29 @@ impl TaskStore for SqlTaskStore {
         })
         .map_err(failed("restoring a task"))?;
         let task = row.map(Task::from).ok_or(StoreError::NotFound)?;
-        self.journal(&mut tx, user, ChangeKind::Restore, Some(&before), &task)
+        let group = self.change_group();
+        self.journal(
+            &mut tx,
+            user,
+            &group,
+            ChangeKind::Restore,
+            Some(&before),
+            &task,
+        )
+        .await?;
+        // The subtasks that went to the trash with it come back with it.
+        if let Some(deleted_at) = before.deleted_at {
+            self.cascade(
+                &mut tx,
+                user,
+                &group,
+                id,
+                subtasks::Children::TrashedAt(deleted_at),
+                ts,
+                (RESTORE_CHILD, ChangeKind::Restore),
+            )
             .await?;
+        }
         commit(tx, "committing a task restore").await?;
         Ok(task)
     }
@@ -466,6 +657,8 @@ mod tests {
             due: None,
             priority: Priority::default(),
             tags: vec![],
+            parent: None,
+            repeat: None,
         };
         assert!(store.add("alice", task()).await.is_ok());
         // A schema that broke under the service: the insert itself fails.

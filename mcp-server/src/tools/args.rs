@@ -131,15 +131,22 @@ pub fn normalize(args: &mut serde_json::Map<String, Value>) {
             args.insert(key.into(), Value::from(n));
         }
     }
-    if let Some(Value::String(b)) = args.get("completed") {
-        match b.trim().to_lowercase().as_str() {
-            "true" => {
-                args.insert("completed".into(), Value::Bool(true));
+    if !args.contains_key("parent_id")
+        && let Some(v) = args.remove("parent")
+    {
+        args.insert("parent_id".into(), v);
+    }
+    for key in ["completed", "subtasks"] {
+        if let Some(Value::String(b)) = args.get(key) {
+            match b.trim().to_lowercase().as_str() {
+                "true" => {
+                    args.insert(key.into(), Value::Bool(true));
+                }
+                "false" => {
+                    args.insert(key.into(), Value::Bool(false));
+                }
+                _ => {}
             }
-            "false" => {
-                args.insert("completed".into(), Value::Bool(false));
-            }
-            _ => {}
         }
     }
 }
@@ -163,6 +170,23 @@ fn task_number<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
             serde::de::Error::custom(format!("`id` must be a task number such as 3, got {s:?}"))
         }),
     }
+}
+
+fn some_task_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    explicit_null_task_number(d).map(Option::flatten)
+}
+
+/// A task number or `null` (see [`task_number`]).
+fn explicit_null_task_number<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Option<i64>>, D::Error> {
+    struct Number(i64);
+    impl<'de> Deserialize<'de> for Number {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            task_number(d).map(Number)
+        }
+    }
+    Option::<Number>::deserialize(d).map(|n| Some(n.map(|n| n.0)))
 }
 
 /// `null` means "clear it", absence means "leave it".
@@ -191,6 +215,13 @@ pub struct AddTaskArgs {
     /// Labels such as "work" or "shopping" (letters, digits, - and _; at most 10).
     #[serde(default)]
     pub tags: Option<Vec<String>>,
+    /// e.g. "every monday", "every 3 days", "weekdays", "RRULE:…".
+    #[serde(default)]
+    pub repeat: Option<String>,
+    /// Makes it a subtask of this task.
+    #[serde(default, deserialize_with = "some_task_number")]
+    #[schemars(with = "Option<i64>")]
+    pub parent_id: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]
@@ -211,6 +242,13 @@ pub struct ListTasksArgs {
     /// Only tasks due at or after this date or date-time.
     #[serde(default)]
     pub due_after: Option<String>,
+    /// Only subtasks of this task.
+    #[serde(default, deserialize_with = "some_task_number")]
+    #[schemars(with = "Option<i64>")]
+    pub parent_id: Option<i64>,
+    /// false hides subtasks.
+    #[serde(default)]
+    pub subtasks: Option<bool>,
     /// Page size, 1–100 (default 20).
     #[serde(default)]
     pub limit: Option<u32>,
@@ -253,6 +291,13 @@ pub struct UpdateTaskArgs {
     /// true marks it done, false re-opens it.
     #[serde(default)]
     pub completed: Option<bool>,
+    /// As in add_task; null stops repeating.
+    #[serde(default, deserialize_with = "explicit_null")]
+    pub repeat: Option<Option<String>>,
+    /// null makes it top-level.
+    #[serde(default, deserialize_with = "explicit_null_task_number")]
+    #[schemars(with = "Option<i64>")]
+    pub parent_id: Option<Option<i64>>,
 }
 
 #[cfg(test)]
@@ -378,6 +423,31 @@ mod tests {
         let mut bad = json!({"limit": "many"}).as_object().cloned().unwrap();
         normalize(&mut bad);
         assert!(serde_json::from_value::<ListTasksArgs>(Value::Object(bad)).is_err());
+    }
+
+    #[test]
+    fn parents_are_task_numbers_or_null() {
+        let a: AddTaskArgs =
+            serde_json::from_value(json!({"title": "x", "parent_id": "#3"})).unwrap();
+        assert_eq!(a.parent_id, Some(3));
+        let u: UpdateTaskArgs =
+            serde_json::from_value(json!({"id": 4, "parent_id": null})).unwrap();
+        assert_eq!(u.parent_id, Some(None));
+        let u: UpdateTaskArgs = serde_json::from_value(json!({"id": 4})).unwrap();
+        assert_eq!(u.parent_id, None);
+        assert!(
+            serde_json::from_value::<AddTaskArgs>(json!({"title": "x", "parent_id": "three"}))
+                .is_err()
+        );
+        let mut m = json!({"title": "x", "parent": 2, "subtasks": "false"})
+            .as_object()
+            .cloned()
+            .unwrap();
+        normalize(&mut m);
+        assert_eq!(
+            Value::Object(m),
+            json!({"title": "x", "parent_id": 2, "subtasks": false})
+        );
     }
 
     #[test]

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 
 use self::args::{AddTaskArgs, ListTasksArgs, TaskIdArgs, UpdateTaskArgs};
 use self::undo::UndoArgs;
+use todo_core::tasks::repeat;
 use todo_core::tasks::{
     Due, InvalidInput, ListFilter, NewTask, StoreError, Task, TaskPage, TaskPatch, TaskStore,
     UndoReport, validate_description, validate_id, validate_page, validate_query, validate_tags,
@@ -76,6 +77,7 @@ impl From<InvalidInput> for ToolFailure {
 fn store_failure(id: i64) -> impl FnOnce(StoreError) -> ToolFailure {
     move |e| match e {
         StoreError::NotFound => ToolFailure::NotFound(id),
+        StoreError::Refused(m) => ToolFailure::Invalid(m),
         StoreError::Database(err) => {
             tracing::error!(error = %todo_core::error::Chain(&err), "task store call failed");
             ToolFailure::Unavailable
@@ -108,6 +110,18 @@ fn structured<T: serde::Serialize>(text: String, value: &T) -> CallToolResult {
             tracing::error!(error = %e, "serialising a tool result failed");
             ToolFailure::Unavailable.into_result()
         }
+    }
+}
+
+/// The answer to a completion: a repeating task that moved on says so.
+fn completed(task: &Task) -> CallToolResult {
+    if !task.completed && task.repeat.is_some() {
+        ok_task(
+            "Completed this occurrence (kept in the completed list). Next:",
+            task,
+        )
+    } else {
+        ok_task("Completed", task)
     }
 }
 
@@ -228,7 +242,7 @@ impl TaskTools {
 
     #[tool(
         name = "complete_task",
-        description = "Mark a task as done. Completing a done task changes nothing.",
+        description = "Mark a task as done; a repeating one moves to its next occurrence.",
         input_schema = schema_for_input::<TaskIdArgs>().expect("valid schema"),
         output_schema = schema_for_output::<Task>(),
         annotations(title = "Complete task", read_only_hint = false, destructive_hint = false, idempotent_hint = true, open_world_hint = false)
@@ -268,7 +282,7 @@ impl TaskTools {
 
     #[tool(
         name = "update_task",
-        description = "Change any field of a task: title, description, due, priority, tags, or completed (false re-opens it). Omitted fields stay as they are.",
+        description = "Change any field of a task: title, description, due, priority, tags, completed (false re-opens it), repeat, parent_id. Omitted fields stay as they are.",
         input_schema = schema_for_input::<UpdateTaskArgs>().expect("valid schema"),
         output_schema = schema_for_output::<Task>(),
         annotations(title = "Update task", read_only_hint = false, destructive_hint = true, idempotent_hint = true, open_world_hint = false)
@@ -330,6 +344,19 @@ impl TaskTools {
 impl TaskTools {
     async fn add(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
         let a: AddTaskArgs = parse_args("add_task", raw, user)?;
+        let due = a
+            .due
+            .as_deref()
+            .map(|d| parse_due("due", d, self.timezone))
+            .transpose()?;
+        let (due, repeat) = match a.repeat.as_deref().filter(|r| !repeat::is_stop_word(r)) {
+            Some(r) => {
+                let (rule, due) =
+                    repeat::parse(r)?.resolve(due, self.timezone, chrono::Utc::now())?;
+                (Some(due), Some(rule))
+            }
+            None => (due, None),
+        };
         let task = NewTask {
             title: validate_title(&a.title)?,
             description: a
@@ -338,13 +365,11 @@ impl TaskTools {
                 .map(validate_description)
                 .transpose()?
                 .flatten(),
-            due: a
-                .due
-                .as_deref()
-                .map(|d| parse_due("due", d, self.timezone))
-                .transpose()?,
+            due,
             priority: a.priority.unwrap_or_default(),
             tags: validate_tags(a.tags.as_deref().unwrap_or(&[]))?,
+            parent: a.parent_id.map(validate_id).transpose()?,
+            repeat,
         };
         let t = self.store.add(user, task).await.map_err(store_failure(0))?;
         Ok(ok_task("Added", &t))
@@ -362,8 +387,16 @@ impl TaskTools {
                 "`due_after` must be earlier than `due_before`.".into(),
             ));
         }
+        let parent = a.parent_id.map(validate_id).transpose()?;
         let filter = ListFilter {
-            status: a.status.unwrap_or_default(),
+            // A task's subtasks are listed done or not, unless a status is asked for.
+            status: a.status.unwrap_or(if parent.is_some() {
+                todo_core::tasks::StatusFilter::All
+            } else {
+                todo_core::tasks::StatusFilter::Pending
+            }),
+            parent,
+            hide_subtasks: a.subtasks == Some(false),
             query: a
                 .query
                 .as_deref()
@@ -394,6 +427,16 @@ impl TaskTools {
                 .collect::<Vec<_>>()
                 .join("\n")
         };
+        if let Some(id) = parent {
+            // The parent first, its subtasks under it.
+            let p = self.store.get(user, id).await.map_err(store_failure(id))?;
+            let subs = if page.tasks.is_empty() {
+                "  (no subtasks match)".to_string()
+            } else {
+                format!("  {}", text.replace('\n', "\n  "))
+            };
+            text = format!("{}\nSubtasks:\n{subs}", p.one_line());
+        }
         if let Some(next) = page.next_offset {
             text.push_str(&format!("\n(more: call again with offset {next})"));
         }
@@ -412,7 +455,7 @@ impl TaskTools {
             .update(user, id, &patch)
             .await
             .map_err(store_failure(id))?;
-        Ok(ok_task("Completed", &t))
+        Ok(completed(&t))
     }
 
     async fn delete(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
@@ -448,10 +491,16 @@ impl TaskTools {
             priority: a.priority,
             tags: a.tags.as_deref().map(validate_tags).transpose()?,
             completed: a.completed,
+            parent: a
+                .parent_id
+                .map(|p| p.map(validate_id).transpose())
+                .transpose()?,
+            repeat: None,
         };
+        let patch = self.with_repeat(user, id, patch, a.repeat).await?;
         if patch.is_empty() {
             return Err(ToolFailure::Invalid(
-                "Nothing to change: give at least one of title, description, due, priority, tags or completed.".into(),
+                "Nothing to change: give at least one of title, description, due, priority, tags, completed, repeat or parent_id.".into(),
             ));
         }
         let t = self
@@ -459,7 +508,42 @@ impl TaskTools {
             .update(user, id, &patch)
             .await
             .map_err(store_failure(id))?;
+        if patch.completed == Some(true) {
+            return Ok(completed(&t));
+        }
         Ok(ok_task("Updated", &t))
+    }
+
+    /// Adds a new rule (or "stop") to a patch. A rule is anchored on the due date the change
+    /// leaves (read from the task when the patch has none), or on its first occurrence.
+    async fn with_repeat(
+        &self,
+        user: &str,
+        id: i64,
+        mut patch: TaskPatch,
+        raw: Option<Option<String>>,
+    ) -> Result<TaskPatch, ToolFailure> {
+        let rule = match raw {
+            None => return Ok(patch),
+            Some(None) => None,
+            Some(Some(r)) if repeat::is_stop_word(&r) => None,
+            Some(Some(r)) => Some(repeat::parse(&r)?),
+        };
+        let Some(spec) = rule else {
+            patch.repeat = Some(None);
+            return Ok(patch);
+        };
+        let due = match patch.due {
+            Some(d) => d,
+            None => {
+                let t = self.store.get(user, id).await.map_err(store_failure(id))?;
+                t.due.as_deref().map(|d| Due::parse("due", d)).transpose()?
+            }
+        };
+        let (rule, due) = spec.resolve(due, self.timezone, chrono::Utc::now())?;
+        patch.due = Some(Some(due));
+        patch.repeat = Some(Some(rule));
+        Ok(patch)
     }
 
     async fn restore(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
