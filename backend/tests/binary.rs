@@ -5,6 +5,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use todo_test_support::settings::{env_example, help_entries};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -247,46 +248,6 @@ async fn a_client_trickling_its_headers_is_disconnected() {
     assert_eq!(r.status(), 200);
     let (status, _) = app.stop().await;
     assert!(status.success());
-}
-
-/// `NAME=VALUE` lines of `.env.example` (the settings reference people copy to `.env`).
-fn env_example() -> Vec<(String, String)> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example")).unwrap();
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| {
-            !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        })
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
-
-/// The settings `--help` lists: variable name → the text of its entry.
-fn help_entries(help: &str) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut entry = String::new();
-    let mut flush = |entry: &mut String| {
-        if let Some(i) = entry.find("[env: ") {
-            let name: String = entry[i + 6..]
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            out.insert(name, std::mem::take(entry));
-        }
-        entry.clear();
-    };
-    for line in help.lines() {
-        if line.trim_start().starts_with('-') {
-            flush(&mut entry);
-        }
-        entry.push_str(line);
-        entry.push('\n');
-    }
-    flush(&mut entry);
-    out
 }
 
 #[tokio::test]

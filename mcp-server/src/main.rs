@@ -57,20 +57,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    // Before any thread: `.env` fills in what the environment does not set.
-    let dotenv = todo_mcp::settings::load_dotenv();
-    let cli = Cli::parse();
-    cli.log.init();
-    let run = async {
-        dotenv?;
-        run(cli).await
-    };
-    let result = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")
-        .and_then(|rt| rt.block_on(run));
-    runtime::exit_code(result)
+    todo_mcp::settings::start(|c: &Cli| &c.log, run)
 }
 
 impl Cli {

@@ -19,6 +19,32 @@ use todo_core::auth::{AuthSettings, MIN_SECRET_BYTES};
 use todo_core::db::DbOptions;
 use todo_service::serve::ServeLimits;
 
+/// The start of both binaries: `.env` is read before any thread exists, then the settings
+/// are parsed, logging starts (with the settings' `LogArgs`), and `run` goes on a
+/// multi-threaded runtime. An error anywhere is the process's exit status.
+pub fn start<C, Fut>(
+    log: impl FnOnce(&C) -> &LogArgs,
+    run: impl FnOnce(C) -> Fut,
+) -> std::process::ExitCode
+where
+    C: clap::Parser,
+    Fut: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let dotenv = load_dotenv();
+    let settings = C::parse();
+    log(&settings).init();
+    let run = async {
+        dotenv?;
+        run(settings).await
+    };
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
+        .and_then(|rt| rt.block_on(run));
+    todo_service::runtime::exit_code(result)
+}
+
 /// Loads `.env` from the working directory (not its parents) when there is one; variables
 /// already set in the process environment win. Call before any thread starts.
 pub fn load_dotenv() -> anyhow::Result<()> {

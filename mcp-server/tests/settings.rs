@@ -8,58 +8,17 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
+use todo_test_support::settings::{env_example, help_entries};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 fn command(dir: &std::path::Path) -> tokio::process::Command {
-    let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_todo-mcp"));
-    c.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/todo.db", dir.display()),
-        )
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
+    let mut c = todo_test_support::process::command(env!("CARGO_BIN_EXE_todo-mcp"));
+    c.env(
+        "DATABASE_URL",
+        format!("sqlite://{}/todo.db", dir.display()),
+    )
+    .current_dir(dir);
     c
-}
-
-fn env_example() -> Vec<(String, String)> {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../.env.example")).unwrap();
-    text.lines()
-        .filter_map(|l| l.split_once('='))
-        .filter(|(k, _)| {
-            !k.is_empty()
-                && k.chars()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-        })
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
-}
-
-fn help_entries(help: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut entry = String::new();
-    let mut flush = |entry: &mut String| {
-        if let Some(i) = entry.find("[env: ") {
-            let name: String = entry[i + 6..]
-                .chars()
-                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
-                .collect();
-            out.insert(name, std::mem::take(entry));
-        }
-        entry.clear();
-    };
-    for line in help.lines() {
-        if line.trim_start().starts_with('-') {
-            flush(&mut entry);
-        }
-        entry.push_str(line);
-        entry.push('\n');
-    }
-    flush(&mut entry);
-    out
 }
 
 #[tokio::test]

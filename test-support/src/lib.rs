@@ -16,6 +16,7 @@ pub mod db;
 pub mod logs;
 pub mod mcp;
 pub mod process;
+pub mod settings;
 mod skip;
 pub mod tokens;
 

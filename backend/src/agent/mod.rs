@@ -426,7 +426,7 @@ impl Agent {
             .map(|f| f.to_string().len())
             .sum();
         let mut usage = TokenUsage::default();
-        let mut reads = reread::Reads::default();
+        let mut repeats = reread::Repeats::default();
         for round in 0..self.limits.max_rounds {
             // The last round offers no tools, so the model has to answer in words; so does
             // a turn that has used up its tool calls.
@@ -479,7 +479,7 @@ impl Agent {
             }
             // Asking again for what this turn already read, or for a call that failed the
             // same way: answer with that (reread.rs).
-            if let Some(text) = reads
+            if let Some(text) = repeats
                 .repeated(&c.tool_calls)
                 .and_then(|r| reread::answer(&r, tz, Utc::now()))
             {
@@ -619,9 +619,9 @@ impl Agent {
                     is_error: outcome.is_error,
                 });
                 if outcome.is_error {
-                    reads.record_failure(&call.name, &call.arguments, &outcome.text);
+                    repeats.record_failure(&call.name, &call.arguments, &outcome.text);
                 } else if self.toolbox.is_read_only(&call.name) {
-                    reads.record(&call.name, &call.arguments, &outcome.result);
+                    repeats.record(&call.name, &call.arguments, &outcome.result);
                 }
                 reports.push(ToolCallReport {
                     name: call.name.clone(),

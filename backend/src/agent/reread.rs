@@ -26,9 +26,9 @@ pub enum Earlier {
 /// The successful read-only calls and the failed calls of one turn: tool name, parsed
 /// arguments, outcome.
 #[derive(Debug, Default)]
-pub struct Reads(Vec<(String, Value, Earlier)>);
+pub struct Repeats(Vec<(String, Value, Earlier)>);
 
-impl Reads {
+impl Repeats {
     /// Remembers a read that succeeded. Arguments that are not JSON are not remembered.
     pub fn record(&mut self, name: &str, arguments: &str, result: &Value) {
         self.remember(name, arguments, Earlier::Read(result.clone()));
@@ -123,8 +123,8 @@ mod tests {
 
     #[test]
     fn only_a_reply_that_repeats_every_call_is_a_repeat() {
-        let mut reads = Reads::default();
-        reads.record(
+        let mut repeats = Repeats::default();
+        repeats.record(
             "list_tasks",
             r#"{"status": "pending", "tag": "shopping"}"#,
             &page(),
@@ -134,31 +134,31 @@ mod tests {
             "list_tasks",
             r#"{"tag":"shopping","status":"pending"}"#,
         )];
-        assert_eq!(reads.repeated(&again), Some(vec![&Earlier::Read(page())]));
+        assert_eq!(repeats.repeated(&again), Some(vec![&Earlier::Read(page())]));
         // Other arguments, another tool, or a repeat beside something new: not a repeat.
         assert_eq!(
-            reads.repeated(&[call("list_tasks", r#"{"status":"all"}"#)]),
+            repeats.repeated(&[call("list_tasks", r#"{"status":"all"}"#)]),
             None
         );
         assert_eq!(
-            reads.repeated(&[call("complete_task", r#"{"id":3}"#)]),
+            repeats.repeated(&[call("complete_task", r#"{"id":3}"#)]),
             None
         );
         let mixed = [
             call("list_tasks", r#"{"tag":"shopping","status":"pending"}"#),
             call("list_tasks", "{}"),
         ];
-        assert_eq!(reads.repeated(&mixed), None);
-        assert_eq!(reads.repeated(&[]), None);
-        assert_eq!(reads.repeated(&[call("list_tasks", "not json")]), None);
+        assert_eq!(repeats.repeated(&mixed), None);
+        assert_eq!(repeats.repeated(&[]), None);
+        assert_eq!(repeats.repeated(&[call("list_tasks", "not json")]), None);
         // A failed call asked for again unchanged is a repeat; with other arguments it is not.
-        reads.record_failure("undo", "{}", "There is nothing to undo.");
+        repeats.record_failure("undo", "{}", "There is nothing to undo.");
         let undo = [call("undo", " { } ")];
         assert_eq!(
-            reads.repeated(&undo),
+            repeats.repeated(&undo),
             Some(vec![&Earlier::Failed("There is nothing to undo.".into())])
         );
-        assert_eq!(reads.repeated(&[call("undo", r#"{"x":1}"#)]), None);
+        assert_eq!(repeats.repeated(&[call("undo", r#"{"x":1}"#)]), None);
     }
 
     #[test]

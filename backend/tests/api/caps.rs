@@ -249,12 +249,7 @@ async fn a_tool_result_that_outgrows_the_budget_stops_the_turn_before_the_next_r
     let stored = app
         .get_json(&format!("/api/alice/conversations/{conv}/messages"))
         .await;
-    let roles: Vec<&str> = stored["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
+    let roles = stored_roles(&stored);
     assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
     assert_valid_sequence(&stored["messages"]);
 

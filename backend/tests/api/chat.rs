@@ -92,12 +92,7 @@ on_both_stores!(
         let msgs = app
             .get_json(&format!("/api/alice/conversations/{conv}/messages"))
             .await;
-        let roles: Vec<&str> = msgs["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["role"].as_str().unwrap())
-            .collect();
+        let roles = stored_roles(&msgs);
         assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
         assert_eq!(msgs["messages"][1]["tool_calls"][0]["name"], "add_task");
         assert_eq!(msgs["messages"][2]["tool_call_id"], "call_a");

@@ -154,12 +154,7 @@ async fn a_backend_killed_mid_tool_call_leaves_a_history_the_retry_continues_wit
         .json()
         .await
         .unwrap();
-    let roles: Vec<&str> = before["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
+    let roles = stored_roles(&before);
     assert_eq!(roles, ["user", "assistant"], "{before}");
 
     // The retry (same key) waits out the dead turn's lease, then finishes the turn.

@@ -312,12 +312,7 @@ async fn concurrent_turns_on_one_conversation_never_interleave() {
     let msgs = app
         .get_json(&format!("/api/alice/conversations/{conv}/messages"))
         .await;
-    let roles: Vec<&str> = msgs["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
+    let roles = stored_roles(&msgs);
     assert_eq!(
         roles,
         [
@@ -414,12 +409,7 @@ async fn a_retry_after_a_failed_turn_finishes_it_without_repeating_the_message_o
     let msgs = app
         .get_json(&format!("/api/alice/conversations/{conv}/messages"))
         .await;
-    let roles: Vec<&str> = msgs["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
+    let roles = stored_roles(&msgs);
     assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
     app.cleanup().await;
 }
@@ -480,12 +470,7 @@ async fn a_reply_cut_off_by_the_token_limit_is_a_502_and_is_neither_stored_nor_r
         let msgs = app
             .get_json(&format!("/api/alice/conversations/{conv}/messages"))
             .await;
-        let roles: Vec<&str> = msgs["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["role"].as_str().unwrap())
-            .collect();
+        let roles = stored_roles(&msgs);
         assert_eq!(roles, ["user"], "{case}: {msgs}");
         assert!(app.audit().await.is_empty(), "{case}: a tool ran");
         assert_eq!(

@@ -407,3 +407,38 @@ impl McpServer {
         self.db.cleanup().await;
     }
 }
+
+/// The roles of a stored conversation's messages (`GET …/messages`), in order.
+pub fn stored_roles(messages: &Value) -> Vec<&str> {
+    messages["messages"]
+        .as_array()
+        .expect("a messages array")
+        .iter()
+        .map(|m| m["role"].as_str().expect("a role"))
+        .collect()
+}
+
+/// A scripted tool call: (id, tool, arguments as the model's JSON text).
+pub type Call = (&'static str, &'static str, &'static str);
+
+/// Answers the person's message with the tool calls scripted for it, then with words once
+/// the tool results are in.
+pub struct ByMessage(pub Vec<(&'static str, Vec<Call>)>);
+
+impl Respond for ByMessage {
+    fn respond(&self, req: &Request) -> ResponseTemplate {
+        let body: Value = req.body_json().unwrap_or(Value::Null);
+        let msgs = body["messages"].as_array().cloned().unwrap_or_default();
+        let last = msgs.last().cloned().unwrap_or(Value::Null);
+        if last["role"] == "tool" {
+            return ResponseTemplate::new(200).set_body_json(text_reply("Done."));
+        }
+        // The latest message carries the app's <context> block first; the person's words follow.
+        let said = last["content"].as_str().unwrap_or("");
+        let said = said.rsplit("</context>\n").next().unwrap_or(said);
+        match self.0.iter().find(|(m, _)| *m == said) {
+            Some((_, calls)) => ResponseTemplate::new(200).set_body_json(tool_reply(calls)),
+            None => ResponseTemplate::new(200).set_body_json(text_reply("Hm?")),
+        }
+    }
+}

@@ -67,12 +67,7 @@ on_both_stores!(
         let msgs = app
             .get_json(&format!("/api/alice/conversations/{conv}/messages"))
             .await;
-        let roles: Vec<&str> = msgs["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["role"].as_str().unwrap())
-            .collect();
+        let roles = stored_roles(&msgs);
         assert_eq!(
             roles,
             [

@@ -463,12 +463,7 @@ on_both_stores!(
         let msgs = app
             .get_json(&format!("/api/alice/conversations/{conv}/messages"))
             .await;
-        let roles: Vec<&str> = msgs["messages"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|m| m["role"].as_str().unwrap())
-            .collect();
+        let roles = stored_roles(&msgs);
         assert_eq!(roles, ["user", "assistant", "tool", "assistant"]);
         assert_eq!(
             app.get_json("/api/alice/tasks").await["tasks"]
@@ -802,12 +797,7 @@ async fn a_streamed_reply_cut_off_by_the_token_limit_ends_in_an_error_and_is_not
     let msgs = app
         .get_json(&format!("/api/alice/conversations/{conv}/messages"))
         .await;
-    let roles: Vec<&str> = msgs["messages"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["role"].as_str().unwrap())
-        .collect();
+    let roles = stored_roles(&msgs);
     assert_eq!(roles, ["user"], "the cut-off reply was stored: {msgs}");
     app.cleanup().await;
 }

@@ -3,35 +3,9 @@
 
 use serde_json::{Value, json};
 use todo_test_support::Kind;
-use wiremock::{Request, Respond, ResponseTemplate};
 
-use crate::helpers::{TestApp, spawn_app, text_reply, tool_reply};
+use crate::helpers::{ByMessage, TestApp, spawn_app};
 use crate::on_both_stores;
-
-/// Answers the person's message with the tool calls scripted for it, then with words once
-/// the tool results are in.
-struct ByMessage(Vec<(&'static str, Vec<Call>)>);
-
-/// A scripted tool call: (id, tool, arguments as the model's JSON text).
-type Call = (&'static str, &'static str, &'static str);
-
-impl Respond for ByMessage {
-    fn respond(&self, req: &Request) -> ResponseTemplate {
-        let body: Value = req.body_json().unwrap_or(Value::Null);
-        let msgs = body["messages"].as_array().cloned().unwrap_or_default();
-        let last = msgs.last().cloned().unwrap_or(Value::Null);
-        if last["role"] == "tool" {
-            return ResponseTemplate::new(200).set_body_json(text_reply("Done."));
-        }
-        // The latest message carries the app's <context> block first; the person's words follow.
-        let said = last["content"].as_str().unwrap_or("");
-        let said = said.rsplit("</context>\n").next().unwrap_or(said);
-        match self.0.iter().find(|(m, _)| *m == said) {
-            Some((_, calls)) => ResponseTemplate::new(200).set_body_json(tool_reply(calls)),
-            None => ResponseTemplate::new(200).set_body_json(text_reply("Hm?")),
-        }
-    }
-}
 
 fn script() -> ByMessage {
     ByMessage(vec![
