@@ -78,6 +78,20 @@ pub struct NewMessage {
     pub model: Option<String>,
 }
 
+impl NewMessage {
+    /// The answer of tool `tool` to the call `call_id`.
+    pub fn tool_answer(call_id: &str, tool: &str, content: String, is_error: bool) -> NewMessage {
+        NewMessage {
+            role: Some(Role::Tool),
+            content,
+            tool_call_id: Some(call_id.to_string()),
+            tool_name: Some(tool.to_string()),
+            is_error,
+            ..NewMessage::default()
+        }
+    }
+}
+
 /// A stored message.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct Message {

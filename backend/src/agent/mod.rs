@@ -285,14 +285,7 @@ impl Agent {
             .tool_calls
             .iter()
             .filter(|c| !answered.contains(c.id.as_str()))
-            .map(|c| NewMessage {
-                role: Some(Role::Tool),
-                content: history::INTERRUPTED.to_string(),
-                tool_call_id: Some(c.id.clone()),
-                tool_name: Some(c.name.clone()),
-                is_error: true,
-                ..NewMessage::default()
-            })
+            .map(|c| NewMessage::tool_answer(&c.id, &c.name, history::INTERRUPTED.into(), true))
             .collect();
         if missing.is_empty() {
             return Ok(());
@@ -548,7 +541,7 @@ impl Agent {
                 tool_calls: assistant.iter().map(history::wire_call).collect(),
             });
             let mut audits = Vec::with_capacity(c.tool_calls.len());
-            for (i, call) in c.tool_calls.iter().enumerate() {
+            for (i, (call, record)) in c.tool_calls.iter().zip(&assistant).enumerate() {
                 events::emit(events::TurnEvent::ToolCallStarted {
                     id: call.id.clone(),
                     name: call.name.clone(),
@@ -591,27 +584,16 @@ impl Agent {
                         id,
                         lease,
                         self.lease_until(),
-                        &[NewMessage {
-                            role: Some(Role::Tool),
-                            content: text.clone(),
-                            tool_call_id: Some(call.id.clone()),
-                            tool_name: Some(call.name.clone()),
-                            is_error: outcome.is_error,
-                            ..NewMessage::default()
-                        }],
+                        &[NewMessage::tool_answer(
+                            &call.id,
+                            &call.name,
+                            text.clone(),
+                            outcome.is_error,
+                        )],
                         false,
                     )
                     .await?;
-                audits.push(ToolExecution {
-                    user_id: user.to_string(),
-                    conversation_id: Some(id),
-                    tool_call_id: Some(call.id.clone()),
-                    tool: call.name.clone(),
-                    arguments: call.arguments.clone(),
-                    result: outcome.result.to_string(),
-                    is_error: outcome.is_error,
-                    duration_ms: elapsed.as_millis() as i64,
-                });
+                audits.push(outcome.audit(user, id, record, elapsed));
                 events::emit(events::TurnEvent::ToolCallFinished {
                     id: call.id.clone(),
                     name: call.name.clone(),

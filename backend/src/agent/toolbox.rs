@@ -14,9 +14,11 @@ use rmcp::{RoleClient, ServiceExt};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use todo_core::auth::ServiceCredential;
+use todo_core::conversations::{ToolCallRecord, ToolExecution};
 use todo_core::tasks::TaskStore;
 use todo_mcp::tools::{Identity, TaskTools};
 use tracing::Instrument;
+use uuid::Uuid;
 
 /// Where the tools run.
 #[derive(Clone)]
@@ -47,6 +49,26 @@ pub struct ToolOutcome {
 }
 
 impl ToolOutcome {
+    /// This outcome's row in the audit trail (`tool_executions`).
+    pub fn audit(
+        &self,
+        user: &str,
+        conversation: Uuid,
+        call: &ToolCallRecord,
+        elapsed: std::time::Duration,
+    ) -> ToolExecution {
+        ToolExecution {
+            user_id: user.to_string(),
+            conversation_id: Some(conversation),
+            tool_call_id: Some(call.id.clone()),
+            tool: call.name.clone(),
+            arguments: call.arguments.clone(),
+            result: self.result.to_string(),
+            is_error: self.is_error,
+            duration_ms: elapsed.as_millis() as i64,
+        }
+    }
+
     pub fn error(message: impl Into<String>) -> ToolOutcome {
         let message = message.into();
         ToolOutcome {

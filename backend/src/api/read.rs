@@ -6,9 +6,7 @@ use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use chrono::{NaiveDate, Utc};
 use serde_json::{Value, json};
-use todo_core::tasks::{
-    ListFilter, StatusFilter, TaskPage, normalize_tag, validate_page, validate_query,
-};
+use todo_core::tasks::{ListInput, StatusFilter, TaskPage, validate_page};
 
 use super::types::{ConversationList, MessageList, MessagesQuery, Page, TasksQuery, UsageQuery};
 use super::{AppState, Area, Operation, parse_id, valid_user};
@@ -167,32 +165,14 @@ pub async fn tasks(
         limit: q.limit,
         offset: q.offset,
     })?;
-    let invalid =
-        |e: todo_core::tasks::InvalidInput| ApiError::unprocessable("invalid_filter", e.0);
-    let filter = ListFilter {
-        status: q.status.unwrap_or_default(),
-        query: q
-            .query
-            .as_deref()
-            .map(validate_query)
-            .transpose()
-            .map_err(invalid)?
-            .flatten(),
-        // `tag=` (empty, as a form sends it) means no tag filter, as `query=` does.
-        tag: q
-            .tag
-            .as_deref()
-            .filter(|t| !t.trim().trim_start_matches('#').trim().is_empty())
-            .map(normalize_tag)
-            .transpose()
-            .map_err(invalid)?,
-        due_before: None,
-        due_after: None,
-        parent: None,
-        hide_subtasks: false,
-        limit,
-        offset,
-    };
+    let filter = ListInput {
+        status: q.status,
+        query: q.query.as_deref(),
+        tag: q.tag.as_deref(),
+        ..ListInput::default()
+    }
+    .validate((limit, offset))
+    .map_err(|e| ApiError::unprocessable("invalid_filter", e.0))?;
     if state.agent.toolbox.is_remote() {
         // The remote todo-mcp's store is the one the tools write: read that one.
         let page = crate::remote_read::list_tasks(&state.agent, &user, &filter)

@@ -15,7 +15,7 @@ use std::time::Instant;
 use chrono::{DateTime, NaiveTime, Utc};
 use rmcp::model::JsonObject;
 use serde_json::{Value, json};
-use todo_core::conversations::{NewMessage, Role, ToolCallRecord, ToolExecution};
+use todo_core::conversations::{NewMessage, Role, ToolCallRecord};
 use todo_core::error::Chain;
 use todo_core::tasks::when::{self, When};
 use uuid::Uuid;
@@ -258,39 +258,25 @@ async fn call(
         duration_ms = elapsed.as_millis() as u64,
         "command tool call"
     );
-    let audit = ToolExecution {
-        user_id: user.to_string(),
-        conversation_id: Some(conversation),
-        tool_call_id: Some(call_id.clone()),
-        tool: tool.to_string(),
-        arguments: arguments.clone(),
-        result: outcome.result.to_string(),
-        is_error: outcome.is_error,
-        duration_ms: elapsed.as_millis() as i64,
+    let call = ToolCallRecord {
+        id: call_id,
+        name: tool.to_string(),
+        arguments,
     };
+    let audit = outcome.audit(user, conversation, &call, elapsed);
     if let Err(e) = agent.conversations.record_tools(&[audit]).await {
         tracing::error!(error = %Chain(&e), "recording a command's tool execution failed");
     }
+    let answer = NewMessage::tool_answer(&call.id, tool, outcome.text.clone(), outcome.is_error);
     let records = vec![
         NewMessage {
             role: Some(Role::Assistant),
-            tool_calls: vec![ToolCallRecord {
-                id: call_id.clone(),
-                name: tool.to_string(),
-                arguments,
-            }],
+            tool_calls: vec![call],
             prompt_tokens: Some(0),
             completion_tokens: Some(0),
             ..NewMessage::default()
         },
-        NewMessage {
-            role: Some(Role::Tool),
-            content: outcome.text.clone(),
-            tool_call_id: Some(call_id),
-            tool_name: Some(tool.to_string()),
-            is_error: outcome.is_error,
-            ..NewMessage::default()
-        },
+        answer,
     ];
     let report = ToolCallReport {
         name: tool.to_string(),

@@ -243,6 +243,54 @@ pub struct ListFilter {
     pub offset: u32,
 }
 
+/// A list query as a person or a tool sends it, before any rule is checked: the one place
+/// where raw list input becomes a [`ListFilter`] (the HTTP API and the `list_tasks` tool both
+/// go through it).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListInput<'a> {
+    pub status: Option<StatusFilter>,
+    pub query: Option<&'a str>,
+    /// A blank tag (`tag=` as a form sends it) means no tag filter, as a blank query does.
+    pub tag: Option<&'a str>,
+    pub due_before: Option<DateTime<Utc>>,
+    pub due_after: Option<DateTime<Utc>>,
+    pub parent: Option<i64>,
+    pub hide_subtasks: bool,
+}
+
+impl ListInput<'_> {
+    /// Checks every rule and builds the filter for the page `(limit, offset)` (checked apart,
+    /// by [`validate_page`], so callers can say which part was wrong).
+    pub fn validate(self, (limit, offset): (u32, u32)) -> Result<ListFilter, InvalidInput> {
+        if let (Some(before), Some(after)) = (self.due_before, self.due_after)
+            && after >= before
+        {
+            return Err(invalid("`due_after` must be earlier than `due_before`."));
+        }
+        let tag = self
+            .tag
+            .filter(|t| !t.trim().trim_start_matches('#').trim().is_empty())
+            .map(normalize_tag)
+            .transpose()?;
+        Ok(ListFilter {
+            // A task's subtasks are listed done or not, unless a status is asked for.
+            status: self.status.unwrap_or(if self.parent.is_some() {
+                StatusFilter::All
+            } else {
+                StatusFilter::Pending
+            }),
+            query: self.query.map(validate_query).transpose()?.flatten(),
+            tag,
+            due_before: self.due_before,
+            due_after: self.due_after,
+            parent: self.parent,
+            hide_subtasks: self.hide_subtasks,
+            limit,
+            offset,
+        })
+    }
+}
+
 /// One page of tasks.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TaskPage {
@@ -471,6 +519,7 @@ pub fn validate_id(id: i64) -> Result<i64, InvalidInput> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     #[test]
     fn titles_are_trimmed_and_bounded() {
@@ -555,5 +604,79 @@ mod tests {
         assert!(validate_id(0).is_err());
         assert!(validate_id(-4).is_err());
         assert_eq!(validate_id(3), Ok(3));
+    }
+
+    #[test]
+    fn list_input_becomes_a_filter_or_says_what_is_wrong() {
+        let f = ListInput {
+            query: Some("  Milk "),
+            tag: Some(" #Errands"),
+            ..ListInput::default()
+        }
+        .validate((20, 0))
+        .unwrap();
+        assert_eq!(f.status, StatusFilter::Pending);
+        assert_eq!(f.query.as_deref(), Some("milk"));
+        assert_eq!(f.tag.as_deref(), Some("errands"));
+        assert_eq!((f.limit, f.offset), (20, 0));
+
+        // A blank tag or query is no filter; a parent lists its subtasks done or not.
+        let f = ListInput {
+            query: Some(" "),
+            tag: Some(" # "),
+            parent: Some(7),
+            ..ListInput::default()
+        }
+        .validate((5, 10))
+        .unwrap();
+        assert_eq!((f.query, f.tag), (None, None));
+        assert_eq!(
+            (f.status, f.parent, f.limit, f.offset),
+            (StatusFilter::All, Some(7), 5, 10)
+        );
+        let asked = ListInput {
+            parent: Some(7),
+            status: Some(StatusFilter::Completed),
+            ..ListInput::default()
+        };
+        assert_eq!(
+            asked.validate((1, 0)).unwrap().status,
+            StatusFilter::Completed
+        );
+
+        let day = |d: u32| Utc.with_ymd_and_hms(2026, 12, d, 0, 0, 0).unwrap();
+        let window = |after, before| ListInput {
+            due_after: Some(day(after)),
+            due_before: Some(day(before)),
+            ..ListInput::default()
+        };
+        assert!(window(1, 2).validate((1, 0)).is_ok());
+        for (after, before) in [(2, 2), (3, 2)] {
+            let err = window(after, before).validate((1, 0)).unwrap_err();
+            assert!(err.0.contains("`due_after` must be earlier"), "{err}");
+        }
+        let bad_tag = ListInput {
+            tag: Some("two words"),
+            ..ListInput::default()
+        };
+        assert!(
+            bad_tag
+                .validate((1, 0))
+                .unwrap_err()
+                .0
+                .contains("may hold only")
+        );
+        let long = "q".repeat(MAX_QUERY_CHARS + 1);
+        let bad_query = ListInput {
+            query: Some(&long),
+            ..ListInput::default()
+        };
+        assert!(
+            bad_query
+                .validate((1, 0))
+                .unwrap_err()
+                .0
+                .contains("`query` is longer")
+        );
     }
 }

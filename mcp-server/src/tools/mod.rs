@@ -21,9 +21,8 @@ use self::args::{AddTaskArgs, ListTasksArgs, TaskIdArgs, UpdateTaskArgs};
 use self::undo::UndoArgs;
 use todo_core::tasks::repeat;
 use todo_core::tasks::{
-    Due, InvalidInput, ListFilter, NewTask, StoreError, Task, TaskPage, TaskPatch, TaskStore,
-    UndoReport, validate_description, validate_id, validate_page, validate_query, validate_tags,
-    validate_title,
+    Due, InvalidInput, ListInput, NewTask, StoreError, Task, TaskPage, TaskPatch, TaskStore,
+    UndoReport, validate_description, validate_id, validate_page, validate_tags, validate_title,
 };
 
 /// The authenticated caller of an HTTP request, placed in the request's extensions by the
@@ -377,42 +376,18 @@ impl TaskTools {
 
     async fn list(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
         let a: ListTasksArgs = parse_args("list_tasks", raw, user)?;
-        let (limit, offset) = validate_page(a.limit, a.offset)?;
-        let due_before = parse_window_bound("due_before", a.due_before.as_deref(), self.timezone)?;
-        let due_after = parse_window_bound("due_after", a.due_after.as_deref(), self.timezone)?;
-        if let (Some(b), Some(f)) = (due_before, due_after)
-            && f >= b
-        {
-            return Err(ToolFailure::Invalid(
-                "`due_after` must be earlier than `due_before`.".into(),
-            ));
-        }
+        let page = validate_page(a.limit, a.offset)?;
         let parent = a.parent_id.map(validate_id).transpose()?;
-        let filter = ListFilter {
-            // A task's subtasks are listed done or not, unless a status is asked for.
-            status: a.status.unwrap_or(if parent.is_some() {
-                todo_core::tasks::StatusFilter::All
-            } else {
-                todo_core::tasks::StatusFilter::Pending
-            }),
+        let filter = ListInput {
+            status: a.status,
+            query: a.query.as_deref(),
+            tag: a.tag.as_deref(),
+            due_before: parse_window_bound("due_before", a.due_before.as_deref(), self.timezone)?,
+            due_after: parse_window_bound("due_after", a.due_after.as_deref(), self.timezone)?,
             parent,
             hide_subtasks: a.subtasks == Some(false),
-            query: a
-                .query
-                .as_deref()
-                .map(validate_query)
-                .transpose()?
-                .flatten(),
-            tag: a
-                .tag
-                .as_deref()
-                .map(todo_core::tasks::normalize_tag)
-                .transpose()?,
-            due_before,
-            due_after,
-            limit,
-            offset,
-        };
+        }
+        .validate(page)?;
         let page = self
             .store
             .list(user, &filter)
