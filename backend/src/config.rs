@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use todo_core::db::DbOptions;
-use todo_mcp::settings::{
+use todo_service::settings::{
     AuthArgs, DbArgs, HostArgs, LogArgs, ServeArgs, lenient, nonempty, secret,
 };
 

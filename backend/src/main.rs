@@ -3,11 +3,11 @@
 use todo_backend::config::{Command, Config};
 use todo_backend::{app, lifecycle};
 use todo_core::db::Database;
-use todo_mcp::settings::nonempty;
 use todo_service::runtime;
+use todo_service::settings::nonempty;
 
 fn main() -> std::process::ExitCode {
-    todo_mcp::settings::start(|c: &Config| &c.log, run)
+    todo_service::settings::start(|c: &Config| &c.log, run)
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

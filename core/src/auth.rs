@@ -66,7 +66,7 @@ impl Default for AuthSettings {
 }
 
 impl AuthSettings {
-    /// These settings, if they make sense together (read by `crate::settings::AuthArgs`).
+    /// These settings, if they make sense together (read by `todo_service::settings::AuthArgs`).
     pub fn checked(self) -> anyhow::Result<AuthSettings> {
         let s = self;
         anyhow::ensure!(

@@ -3,5 +3,4 @@
 //! backend serves these tools in-process.
 
 pub mod http;
-pub mod settings;
 pub mod tools;

@@ -7,9 +7,9 @@ use clap::{Parser, Subcommand};
 use rmcp::ServiceExt;
 use todo_core::db::Database;
 use todo_mcp::http::{self, HttpSettings};
-use todo_mcp::settings::{AuthArgs, DbArgs, HostArgs, LogArgs, ServeArgs, nonempty};
 use todo_mcp::tools::{Identity, TaskTools};
 use todo_service::runtime;
+use todo_service::settings::{AuthArgs, DbArgs, HostArgs, LogArgs, ServeArgs, nonempty};
 
 /// Every setting of todo-mcp: a long option each, or the environment variable named in
 /// brackets (also read from `.env`).
@@ -23,7 +23,7 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// The user `todo-mcp stdio` (and an unauthenticated `todo-mcp http`) serves.
-    #[arg(long, env = "TODO_USER_ID", default_value = "local", value_parser = todo_mcp::settings::lenient::<String>())]
+    #[arg(long, env = "TODO_USER_ID", default_value = "local", value_parser = todo_service::settings::lenient::<String>())]
     todo_user_id: String,
     /// The zone in which a due date-time without a UTC offset is read; unset: the machine's.
     #[arg(long, env = "TODO_TIMEZONE")]
@@ -57,7 +57,7 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
-    todo_mcp::settings::start(|c: &Cli| &c.log, run)
+    todo_service::settings::start(|c: &Cli| &c.log, run)
 }
 
 impl Cli {

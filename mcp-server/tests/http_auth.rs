@@ -45,7 +45,7 @@ impl Server {
         let app = http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::settings::allowed_hosts(local, &[]),
+                allowed_hosts: todo_service::settings::allowed_hosts(local, &[]),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),

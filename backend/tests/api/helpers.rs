@@ -384,7 +384,7 @@ impl McpServer {
         let app = wrap(http::router(
             db.db.task_store(),
             HttpSettings {
-                allowed_hosts: todo_mcp::settings::allowed_hosts(local, &[]),
+                allowed_hosts: todo_service::settings::allowed_hosts(local, &[]),
                 allowed_origins: vec![],
                 open_user: "nobody".into(),
                 auth: Some(verifier),

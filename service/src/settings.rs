@@ -15,9 +15,9 @@ use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use secrecy::SecretString;
 
+use crate::serve::ServeLimits;
 use todo_core::auth::{AuthSettings, MIN_SECRET_BYTES};
 use todo_core::db::DbOptions;
-use todo_service::serve::ServeLimits;
 
 /// The start of both binaries: `.env` is read before any thread exists, then the settings
 /// are parsed, logging starts (with the settings' `LogArgs`), and `run` goes on a
@@ -42,7 +42,7 @@ where
         .build()
         .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))
         .and_then(|rt| rt.block_on(run));
-    todo_service::runtime::exit_code(result)
+    crate::runtime::exit_code(result)
 }
 
 /// Loads `.env` from the working directory (not its parents) when there is one; variables
@@ -304,9 +304,9 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
-    /// Starts logging to stderr (`todo_service::runtime::init_tracing`).
+    /// Starts logging to stderr (`crate::runtime::init_tracing`).
     pub fn init(&self) {
-        todo_service::runtime::init_tracing(
+        crate::runtime::init_tracing(
             self.rust_log.trim(),
             self.log_format.trim().eq_ignore_ascii_case("json"),
         );
