@@ -29,6 +29,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// What failed underneath, with its cause chain: logged once, when the error becomes a
+    /// response, never sent to the client.
+    pub cause: Option<String>,
 }
 
 impl ApiError {
@@ -38,6 +41,7 @@ impl ApiError {
             code,
             message: message.into(),
             retry_after: None,
+            cause: None,
         }
     }
 
@@ -64,22 +68,48 @@ impl ApiError {
 
     /// A failure whose detail must stay in the logs.
     pub fn internal(context: &str, err: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "{context}");
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "Something went wrong on our side.",
         )
+        .caused_by(context, err)
     }
 
     pub fn unavailable(context: &str, err: &dyn std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "{context}");
         Self::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "The service cannot reach its database right now; try again shortly.",
         )
         .with_retry_after(2)
+        .caused_by(context, err)
+    }
+
+    /// The task tools (the in-process or remote MCP server) could not be reached: a transport
+    /// failure, not a database one.
+    pub fn tools_unavailable(context: &str, err: &dyn std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "tools_unavailable",
+            "The service cannot reach its task tools right now; try again shortly.",
+        )
+        .with_retry_after(2)
+        .caused_by(context, err)
+    }
+
+    /// Records what failed underneath (logged once, at the edge).
+    pub fn caused_by(mut self, context: &str, err: &dyn std::fmt::Display) -> Self {
+        self.cause = Some(format!("{context}: {err}"));
+        self
+    }
+
+    /// Logs what failed underneath, if anything did: called once, where the error leaves the
+    /// service (a response, or a stream's `error` event).
+    pub fn log_cause(&self) {
+        if let Some(cause) = &self.cause {
+            tracing::error!(status = self.status.as_u16(), code = self.code, error = %cause, "request failed");
+        }
     }
 
     /// The body this error answers with.
@@ -95,6 +125,7 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        self.log_cause();
         let mut resp = (self.status, axum::Json(self.body())).into_response();
         if let Some(s) = self.retry_after
             && let Ok(v) = HeaderValue::from_str(&s.to_string())
@@ -204,7 +235,9 @@ impl From<TurnError> for ApiError {
                 ),
             ),
             TurnError::Store(e) => e.into(),
-            TurnError::Tools(e) => ApiError::unavailable("tools unreachable", &format!("{e:#}")),
+            TurnError::Tools(e) => {
+                ApiError::tools_unavailable("reaching the task tools failed", &format!("{e:#}"))
+            }
         }
     }
 }

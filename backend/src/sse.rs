@@ -55,6 +55,7 @@ fn event(e: &TurnEvent) -> Event {
 }
 
 fn error_event(e: &ApiError) -> Event {
+    e.log_cause();
     let data = serde_json::to_string(&e.body()).unwrap_or_default();
     Event::default().event("error").data(data)
 }

@@ -178,7 +178,7 @@ pub async fn tasks(
         let page = crate::remote_read::list_tasks(&state.agent, &user, &filter)
             .await
             .map_err(|e| {
-                ApiError::unavailable("listing tasks through MCP failed", &format!("{e:#}"))
+                ApiError::tools_unavailable("listing tasks through MCP failed", &format!("{e:#}"))
             })?;
         return Ok(axum::Json(page).into_response());
     }

@@ -218,3 +218,38 @@ async fn a_turn_through_a_remote_server_is_one_undo_group() {
     app.cleanup().await;
     mcp.stop().await;
 }
+
+#[tokio::test]
+async fn an_unreachable_tool_server_is_its_own_503_not_a_database_one() {
+    let mcp = RemoteMcp::start(SERVICE_SECRET).await;
+    let Some(app) =
+        spawn_app_with(Kind::Sqlite, remote_options(&mcp.url, Some(SERVICE_SECRET))).await
+    else {
+        return;
+    };
+    app.llm_responds(Script::new(
+        &[("r1", "add_task", r#"{"title":"Milk"}"#)],
+        "Added.",
+    ))
+    .await;
+    mcp.stop().await;
+    let auth = format!("Bearer {}", token("alice"));
+    for (method, path, body) in [
+        (
+            Method::POST,
+            "/api/alice/chat",
+            Some(json!({"message": "add milk"})),
+        ),
+        (Method::GET, "/api/alice/tasks", None),
+    ] {
+        let r = send(&app, method, path, Some(&auth), body).await;
+        assert_eq!(r.status(), 503, "{path}");
+        assert!(r.headers().get("retry-after").is_some(), "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "tools_unavailable", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("task tools"), "{path}: {message}");
+        assert!(!message.contains("database"), "{path}: {message}");
+    }
+    app.cleanup().await;
+}
