@@ -50,6 +50,16 @@ impl RemoteMcp {
         }
     }
 
+    /// A backend (on SQLite) whose tools are this server's.
+    async fn app(&self) -> TestApp {
+        spawn_app_with(
+            Kind::Sqlite,
+            remote_options(&self.url, Some(SERVICE_SECRET)),
+        )
+        .await
+        .expect("an app on SQLite always starts")
+    }
+
     async fn stop(self) {
         self.server.stop().await;
     }
@@ -74,11 +84,7 @@ fn payload(token: &str) -> Value {
 #[tokio::test]
 async fn remote_tools_are_called_with_a_service_credential_naming_the_user() {
     let mcp = RemoteMcp::start(SERVICE_SECRET).await;
-    let Some(app) =
-        spawn_app_with(Kind::Sqlite, remote_options(&mcp.url, Some(SERVICE_SECRET))).await
-    else {
-        return;
-    };
+    let app = mcp.app().await;
     app.llm_responds(Script::new(
         &[
             ("r1", "add_task", r#"{"title":"Remote milk"}"#),
@@ -170,11 +176,7 @@ async fn the_backend_refuses_to_start_without_a_working_service_credential() {
 #[tokio::test]
 async fn a_turn_through_a_remote_server_is_one_undo_group() {
     let mcp = RemoteMcp::start(SERVICE_SECRET).await;
-    let Some(app) =
-        spawn_app_with(Kind::Sqlite, remote_options(&mcp.url, Some(SERVICE_SECRET))).await
-    else {
-        return;
-    };
+    let app = mcp.app().await;
     mcp.store
         .add(
             "alice",
@@ -222,11 +224,7 @@ async fn a_turn_through_a_remote_server_is_one_undo_group() {
 #[tokio::test]
 async fn an_unreachable_tool_server_is_its_own_503_not_a_database_one() {
     let mcp = RemoteMcp::start(SERVICE_SECRET).await;
-    let Some(app) =
-        spawn_app_with(Kind::Sqlite, remote_options(&mcp.url, Some(SERVICE_SECRET))).await
-    else {
-        return;
-    };
+    let app = mcp.app().await;
     app.llm_responds(Script::new(
         &[("r1", "add_task", r#"{"title":"Milk"}"#)],
         "Added.",
