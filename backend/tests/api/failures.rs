@@ -108,14 +108,7 @@ async fn client_errors_from_the_llm_are_not_retried_and_keep_the_message() {
             "LLM {status} must not be retried"
         );
         // The person's message is kept; the conversation stays usable.
-        let convs = app.get_json("/api/alice/conversations").await;
-        let conv = convs["conversations"][0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let msgs = app
-            .get_json(&format!("/api/alice/conversations/{conv}/messages"))
-            .await;
+        let (conv, msgs) = app.listed_conversation_messages("alice").await;
         assert_eq!(msgs["messages"][0]["content"], "remember this");
         app.llm.reset().await;
         app.llm_responds(Script::new(&[], "Back again.")).await;
@@ -462,14 +455,7 @@ async fn a_reply_cut_off_by_the_token_limit_is_a_502_and_is_neither_stored_nor_r
         // Not retried: the same request would be cut off the same way.
         assert_eq!(app.llm_requests().await.len(), 1, "{case}");
         // Nothing of the cut-off reply is stored or run; the person's message is kept.
-        let convs = app.get_json("/api/alice/conversations").await;
-        let conv = convs["conversations"][0]["id"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let msgs = app
-            .get_json(&format!("/api/alice/conversations/{conv}/messages"))
-            .await;
+        let (conv, msgs) = app.listed_conversation_messages("alice").await;
         let roles = stored_roles(&msgs);
         assert_eq!(roles, ["user"], "{case}: {msgs}");
         assert!(app.audit().await.is_empty(), "{case}: a tool ran");

@@ -185,6 +185,20 @@ impl TestApp {
         serde_json::from_str(&body).unwrap()
     }
 
+    /// The id and stored messages of the first conversation `user`'s list shows (the tests
+    /// calling it have one).
+    pub async fn listed_conversation_messages(&self, user: &str) -> (String, Value) {
+        let list = self.get_json(&format!("/api/{user}/conversations")).await;
+        let id = list["conversations"][0]["id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no conversation listed: {list}"))
+            .to_string();
+        let messages = self
+            .get_json(&format!("/api/{user}/conversations/{id}/messages"))
+            .await;
+        (id, messages)
+    }
+
     /// Bodies of the chat-completion requests the mock LLM received.
     pub async fn llm_requests(&self) -> Vec<Value> {
         self.llm
