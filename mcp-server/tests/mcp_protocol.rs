@@ -513,6 +513,44 @@ async fn a_user_id_argument_is_accepted_only_when_it_names_the_caller() {
     .await;
 }
 
+#[tokio::test]
+async fn a_restore_of_a_task_not_in_the_trash_names_what_the_trash_holds() {
+    with_sqlite(|db| async move {
+        let client = connect(db.store, "alice").await;
+        let open = ok_task(&call(&client, "add_task", json!({"title": "Call Anna"})).await);
+        let msg = tool_error(&call(&client, "restore_task", json!({"id": open.id})).await);
+        assert!(
+            msg.contains("No deleted task #1") && msg.contains("The trash is empty."),
+            "{msg}"
+        );
+
+        for title in ["Sketch the garden idea", "Old plan"] {
+            let t = ok_task(&call(&client, "add_task", json!({"title": title})).await);
+            ok(&call(&client, "delete_task", json!({"id": t.id})).await);
+        }
+        // The guess a model makes without the trash in view: an open task's number.
+        let msg = tool_error(&call(&client, "restore_task", json!({"id": open.id})).await);
+        assert!(msg.contains("No deleted task #1"), "{msg}");
+        assert!(msg.contains("In the trash:"), "{msg}");
+        assert!(msg.contains("#2 [ ] Sketch the garden idea"), "{msg}");
+        assert!(msg.contains("#3 [ ] Old plan"), "{msg}");
+        assert!(!msg.contains("Call Anna"), "only the trash is named: {msg}");
+
+        // With the number it names, the restore succeeds, and nothing else changed.
+        let back = ok_task(&call(&client, "restore_task", json!({"id": 2})).await);
+        assert_eq!(back.title, "Sketch the garden idea");
+        assert_eq!(
+            list(&client, json!({"status": "deleted"}))
+                .await
+                .tasks
+                .len(),
+            1
+        );
+        client.cancel().await.unwrap();
+    })
+    .await;
+}
+
 fn all_filter() -> todo_core::tasks::ListFilter {
     todo_core::tasks::ListFilter {
         status: todo_core::tasks::StatusFilter::All,
@@ -572,6 +610,8 @@ async fn another_user_cannot_see_complete_update_delete_or_restore_a_task() {
             let msg = tool_error(&call(&bob, tool, arguments).await);
             assert!(msg.contains(want), "{tool}: {msg}");
             assert!(!msg.to_lowercase().contains("forbidden"), "{tool}: {msg}");
+            // A failed restore names the caller's own trash, never another person's.
+            assert!(!msg.contains("alice's"), "{tool}: {msg}");
         }
 
         // Bob's own numbering starts at 1 and never shows alice's tasks.

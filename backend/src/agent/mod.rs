@@ -4,6 +4,7 @@
 pub mod bounds;
 pub mod confirm;
 pub mod events;
+pub mod grounding;
 pub mod history;
 pub mod llm;
 pub mod prompt;
@@ -386,6 +387,10 @@ impl Agent {
                 messages,
                 deadline,
                 req.timezone,
+                grounding::Said {
+                    message: &req.message,
+                    open,
+                },
             )
             .await;
         if tokio::time::timeout(bounds::CLOSE_TIMEOUT, session.close())
@@ -408,6 +413,7 @@ impl Agent {
         mut messages: Vec<WireMessage>,
         deadline: Instant,
         tz: Tz,
+        said: grounding::Said<'_>,
     ) -> Result<TurnAnswer, TurnError> {
         let mut reports = Vec::new();
         let mut destructive = 0usize;
@@ -490,6 +496,25 @@ impl Agent {
                     .finish(llm, id, lease, answer, reports, usage, true)
                     .await;
             }
+            // A request that fits several open tasks as well as the one chosen gets a
+            // question, and nothing of this reply runs (grounding.rs).
+            if let Some((verb, fits)) = grounding::ambiguous(&c.tool_calls, said) {
+                tracing::info!(
+                    round,
+                    tasks = fits.len(),
+                    "the request fits several tasks; asking which one"
+                );
+                let text = grounding::question(verb, &fits);
+                events::emit(events::TurnEvent::Delta { text: text.clone() });
+                let answer = Completion {
+                    content: Some(text),
+                    tool_calls: vec![],
+                    ..c
+                };
+                return self
+                    .finish(llm, id, lease, answer, reports, usage, true)
+                    .await;
+            }
             let round_start = reports.len();
             let assistant: Vec<ToolCallRecord> = c
                 .tool_calls
@@ -561,7 +586,7 @@ impl Agent {
                     (o, Value::String(call.arguments.clone()))
                 } else {
                     calls_in_turn += 1;
-                    self.run_call(session, call, &mut destructive, deadline)
+                    self.run_call(session, call, &mut destructive, deadline, said.message)
                         .await
                 };
                 let elapsed = started.elapsed();
@@ -653,8 +678,9 @@ impl Agent {
         call: &llm::RequestedCall,
         destructive: &mut usize,
         deadline: Instant,
+        message: &str,
     ) -> (ToolOutcome, Value) {
-        let parsed: Result<serde_json::Map<String, Value>, String> =
+        let mut parsed: Result<serde_json::Map<String, Value>, String> =
             match serde_json::from_str::<Value>(if call.arguments.trim().is_empty() {
                 "{}"
             } else {
@@ -666,6 +692,13 @@ impl Agent {
                     "The arguments were not valid JSON ({e}); send a JSON object."
                 )),
             };
+        // A due in words for a message that says nothing of when was not asked for.
+        if let Ok(args) = &mut parsed
+            && let Some(due) = grounding::unasked_due(&call.name, args, message)
+        {
+            let due: String = due.chars().take(40).collect();
+            tracing::info!(tool = %call.name, due = %due, "left out a due the message does not ask for");
+        }
         let outcome = if !self.toolbox.knows(&call.name) {
             // The model's own string, cut short; plain-text logs escape it (`todo_service::logfmt`).
             let requested: String = call.name.chars().take(100).collect();

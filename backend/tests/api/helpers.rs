@@ -300,6 +300,15 @@ impl Respond for Script {
     }
 }
 
+/// Sends a chat request that must succeed; its JSON answer.
+pub async fn chat_ok(app: &TestApp, user: &str, body: Value) -> Value {
+    let r = app.chat(user, body).await;
+    let status = r.status();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
 /// Checks an error answer: its status, `{"error": {"code", "message"}}` with a message, and
 /// a `WWW-Authenticate: Bearer …` challenge on a 401. `case` names the request in failures.
 pub async fn expect_error(r: reqwest::Response, status: u16, code: &str, case: &str) {

@@ -9,6 +9,7 @@ mod chat;
 mod commands;
 mod crash;
 mod failures;
+mod grounding;
 mod guard;
 mod helpers;
 mod hostile;

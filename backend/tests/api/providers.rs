@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 use todo_test_support::Kind;
 use wiremock::{Request, Respond, ResponseTemplate};
 
-use crate::helpers::{Options, Script, TestApp, assert_valid_sequence, spawn_app_with, text_reply};
+use crate::helpers::{
+    Options, Script, TestApp, assert_valid_sequence, chat_ok, spawn_app_with, text_reply,
+};
 
 /// The application as configured by default: write rounds end with a composed confirmation.
 async fn spawn_app(kind: Kind) -> Option<TestApp> {
@@ -48,14 +50,6 @@ async fn tasks(app: &TestApp, user: &str) -> Vec<Value> {
         .as_array()
         .cloned()
         .unwrap_or_default()
-}
-
-async fn chat_ok(app: &TestApp, user: &str, body: Value) -> Value {
-    let r = app.chat(user, body).await;
-    let status = r.status();
-    let v: Value = r.json().await.unwrap();
-    assert_eq!(status, 200, "{v}");
-    v
 }
 
 #[tokio::test]

@@ -71,6 +71,69 @@ pub fn parse_suffix(words: &[&str], now: DateTime<Utc>, tz: Tz) -> Option<(usize
     })
 }
 
+/// Whether `text` says anything about when: a digit, or a word these due words are made of
+/// ("tomorrow", "fri", "dec", "noon", "next", "week"…) or that sets a date around them ("by",
+/// "until", "due", "every"). Generous on purpose: it is used to tell a message with no date or
+/// time at all, where a due would be invented. English words only; digits in any language.
+pub fn mentions_a_time(text: &str) -> bool {
+    const WORDS: &[&str] = &[
+        "today",
+        "tonight",
+        "tomorrow",
+        "tmrw",
+        "tmr",
+        "yesterday",
+        "next",
+        "this",
+        "week",
+        "weeks",
+        "weekend",
+        "weekday",
+        "weekdays",
+        "month",
+        "months",
+        "year",
+        "day",
+        "days",
+        "hour",
+        "hours",
+        "minute",
+        "minutes",
+        "min",
+        "noon",
+        "midday",
+        "midnight",
+        "morning",
+        "afternoon",
+        "evening",
+        "night",
+        "am",
+        "pm",
+        "by",
+        "until",
+        "till",
+        "before",
+        "after",
+        "due",
+        "deadline",
+        "every",
+        "daily",
+        "weekly",
+        "monthly",
+        "yearly",
+        "later",
+        "soon",
+        "asap",
+        "eod",
+        "eow",
+    ];
+    text.chars().any(|c| c.is_ascii_digit())
+        || text
+            .to_lowercase()
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| WORDS.contains(&w) || weekday(w).is_some() || month(w).is_some())
+}
+
 fn parse_words(words: &[&str], now: DateTime<Utc>, tz: Tz) -> Option<When> {
     if words.is_empty() {
         return None;
@@ -544,6 +607,30 @@ mod tests {
         assert_eq!(at("2026-12-24T16:00:00Z").to_due(), "2026-12-24T16:00:00Z");
         for w in [day("2026-12-24"), at("2026-12-24T16:00:00Z")] {
             assert!(super::super::Due::parse("due", &w.to_due()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_message_with_no_date_or_time_is_told_from_one_with() {
+        for said in [
+            "Remind me to call mom tomorrow at 5pm",
+            "I need to renew my passport by Friday",
+            "Add call the bank in 3 days",
+            "pay rent dec 24",
+            "water the plants every morning",
+            "Urgent: pay the electricity bill by tomorrow",
+            "rappeler maman à 17h",
+        ] {
+            assert!(mentions_a_time(said), "{said}");
+        }
+        for said in [
+            "Add water the plants",
+            "Add eggs and add bread",
+            "Add buy stamps and mark Call Anna as done",
+            "Add a high priority task to send the quarterly report, tag it work",
+            "decide on the paint colour",
+        ] {
+            assert!(!mentions_a_time(said), "{said}");
         }
     }
 }

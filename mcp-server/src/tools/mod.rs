@@ -21,9 +21,13 @@ use self::args::{AddTaskArgs, ListTasksArgs, TaskIdArgs, UpdateTaskArgs};
 use self::undo::UndoArgs;
 use todo_core::tasks::repeat;
 use todo_core::tasks::{
-    Due, InvalidInput, ListInput, NewTask, StoreError, Task, TaskPage, TaskPatch, TaskStore,
-    UndoReport, validate_description, validate_id, validate_page, validate_tags, validate_title,
+    Due, InvalidInput, ListFilter, ListInput, NewTask, StatusFilter, StoreError, Task, TaskPage,
+    TaskPatch, TaskStore, UndoReport, validate_description, validate_id, validate_page,
+    validate_tags, validate_title,
 };
+
+/// How many trashed tasks a failed restore names.
+const TRASH_SHOWN: u32 = 5;
 
 /// The authenticated caller of an HTTP request, placed in the request's extensions by the
 /// transport's authentication layer. Tools read identity from here, never from arguments.
@@ -524,13 +528,41 @@ impl TaskTools {
     async fn restore(&self, user: &str, raw: JsonObject) -> Result<CallToolResult, ToolFailure> {
         let a: TaskIdArgs = parse_args("restore_task", raw, user)?;
         let id = validate_id(a.id)?;
-        let t = self.store.restore(user, id).await.map_err(|e| match e {
-            StoreError::NotFound => ToolFailure::Invalid(format!(
-                "No deleted task #{id} was found; only tasks in the trash can be restored."
-            )),
-            other => store_failure(id)(other),
-        })?;
-        Ok(ok_task("Restored", &t))
+        match self.store.restore(user, id).await {
+            Ok(t) => Ok(ok_task("Restored", &t)),
+            Err(StoreError::NotFound) => {
+                Err(ToolFailure::Invalid(self.not_in_trash(user, id).await))
+            }
+            Err(other) => Err(store_failure(id)(other)),
+        }
+    }
+
+    /// Why #`id` cannot be restored, with what the trash does hold: a model that guessed the
+    /// number (the trash is not in its view of open tasks) can pick the right one next.
+    async fn not_in_trash(&self, user: &str, id: i64) -> String {
+        let head =
+            format!("No deleted task #{id} was found; only tasks in the trash can be restored.");
+        let filter = ListFilter {
+            status: StatusFilter::Deleted,
+            limit: TRASH_SHOWN,
+            ..ListFilter::default()
+        };
+        match self.store.list(user, &filter).await {
+            Ok(page) if page.tasks.is_empty() => format!("{head} The trash is empty."),
+            Ok(page) => {
+                let mut s = format!("{head} In the trash:");
+                for t in &page.tasks {
+                    s.push('\n');
+                    s.push_str(&t.one_line());
+                }
+                if page.next_offset.is_some() {
+                    s.push_str("\n(more: list_tasks with status \"deleted\")");
+                }
+                s
+            }
+            // The refusal stands on its own; the listing is a courtesy.
+            Err(_) => head,
+        }
     }
 }
 
