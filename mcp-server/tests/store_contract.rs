@@ -237,7 +237,8 @@ async fn status_filters_select_open_done_live_and_trashed_tasks(store: Arc<dyn T
         (StatusFilter::Pending, vec![open]),
         (StatusFilter::Completed, vec![done]),
         (StatusFilter::All, vec![open, done]),
-        (StatusFilter::Deleted, vec![trashed, done_trashed]),
+        // The trash: the most recently deleted first.
+        (StatusFilter::Deleted, vec![done_trashed, trashed]),
     ];
     for (status, want) in cases {
         assert_eq!(

@@ -24,7 +24,7 @@ use todo_core::conversations::{
     ConversationStore, Lease, NewMessage, Role, StoreError, ToolCallRecord, ToolExecution,
 };
 use todo_core::error::Chain;
-use todo_core::tasks::TaskStore;
+use todo_core::tasks::{ListFilter, StatusFilter, TaskStore};
 use uuid::Uuid;
 
 use self::llm::{Completion, Llm, LlmError, WireMessage};
@@ -319,7 +319,7 @@ impl Agent {
         });
         // History, the open-task view and the tool session are independent: fetch together.
         let remote = self.toolbox.is_remote();
-        let (stored, open, session) = tokio::join!(
+        let (stored, open, trash, session) = tokio::join!(
             self.conversations.recent(id, self.limits.history_messages),
             async {
                 // Remote tools: the view is read through them, below.
@@ -329,6 +329,17 @@ impl Agent {
                 self.tasks
                     .open_tasks(&req.user, self.limits.open_tasks + 1)
                     .await
+            },
+            async {
+                if remote {
+                    return Ok(Vec::new());
+                }
+                let trash = ListFilter {
+                    status: StatusFilter::Deleted,
+                    limit: prompt::TRASH_SHOWN,
+                    ..ListFilter::default()
+                };
+                self.tasks.list(&req.user, &trash).await.map(|p| p.tasks)
             },
             async {
                 let limit = deadline.min(Instant::now() + self.limits.mcp_request_timeout);
@@ -341,24 +352,36 @@ impl Agent {
             },
         );
         let stored = stored?;
-        let open = open.map_err(|e| match e {
+        let task_view = |e| match e {
             todo_core::tasks::StoreError::Database(d) => TurnError::Store(StoreError::Database(d)),
             todo_core::tasks::StoreError::NotFound | todo_core::tasks::StoreError::Refused(_) => {
                 TurnError::Store(StoreError::NotFound)
             }
-        })?;
+        };
+        let open = open.map_err(task_view)?;
+        let trash = trash.map_err(task_view)?;
         let session = session.map_err(TurnError::Tools)?;
-        let open = if remote {
-            let mut args = serde_json::Map::new();
-            args.insert("limit".into(), (self.limits.open_tasks + 1).min(100).into());
+        let (open, trash) = if remote {
+            let read = |status: &str, limit: u32| {
+                let mut args = serde_json::Map::new();
+                args.insert("status".into(), status.into());
+                args.insert("limit".into(), limit.min(100).into());
+                session.list_tasks(args)
+            };
             let limit = deadline.min(Instant::now() + self.limits.mcp_request_timeout);
-            match tokio::time::timeout_at(limit.into(), session.list_tasks(args)).await {
-                Ok(Ok(page)) => page.tasks,
+            let both = async {
+                tokio::try_join!(
+                    read("pending", self.limits.open_tasks + 1),
+                    read("deleted", prompt::TRASH_SHOWN)
+                )
+            };
+            match tokio::time::timeout_at(limit.into(), both).await {
+                Ok(Ok((open, trash))) => (open.tasks, trash.tasks),
                 Ok(Err(e)) => return Err(TurnError::Tools(e)),
                 Err(_) => return Err(TurnError::Timeout),
             }
         } else {
-            open
+            (open, trash)
         };
         let more_open = open.len() > self.limits.open_tasks as usize;
         let open = &open[..open.len().min(self.limits.open_tasks as usize)];
@@ -368,7 +391,7 @@ impl Agent {
             content: prompt::system_message(&self.prompt),
         }];
         messages.extend(history::to_wire(&stored, self.limits.history_tokens));
-        let context = prompt::context_block(Utc::now(), req.timezone, open, more_open);
+        let context = prompt::context_block(Utc::now(), req.timezone, open, more_open, &trash);
         if let Some(WireMessage::User { content }) = messages
             .iter_mut()
             .rev()

@@ -239,11 +239,13 @@ impl ListSql {
         if f.hide_subtasks {
             sql.push_str(" AND parent_number IS NULL");
         }
-        sql.push_str(
+        sql.push_str(match f.status {
+            // The trash, most recently deleted first: what "bring it back" looks for.
+            StatusFilter::Deleted => " ORDER BY deleted_at DESC, number DESC",
             // Matches the index (user_id, completed, due_at), so a page reads a few index
             // entries instead of sorting all of a user's tasks.
-            " ORDER BY completed, due_at NULLS LAST, priority DESC, number",
-        );
+            _ => " ORDER BY completed, due_at NULLS LAST, priority DESC, number",
+        });
         sql.push_str(&format!(" LIMIT ${} OFFSET ${}", next(), next()));
         ListSql {
             sql,
