@@ -150,3 +150,44 @@ on_both_stores!(
         assert!(!reply.contains("tomorrow"), "{reply}");
     }
 );
+
+on_both_stores!(
+    the_most_recently_deleted_tasks_are_in_the_next_turns_view,
+    |app: TestApp| async move {
+        app.llm_responds(ByMessage(vec![
+            (
+                "add old plan",
+                vec![("a1", "add_task", r#"{"title":"Old plan"}"#)],
+            ),
+            (
+                "add new plan",
+                vec![("a2", "add_task", r#"{"title":"New plan"}"#)],
+            ),
+            (
+                "delete the old plan",
+                vec![("d1", "delete_task", r#"{"id": 1}"#)],
+            ),
+        ]))
+        .await;
+        for message in ["add old plan", "add new plan", "delete the old plan"] {
+            say(&app, None, message).await;
+        }
+        say(&app, None, "bring the plan back").await;
+        let requests = app.llm_requests().await;
+        let last = requests.last().unwrap()["messages"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The open task, then the trash; the person's words after the block.
+        let open = last.find("Open tasks:\n#2 [ ] New plan\n").expect(&last);
+        let trash = last
+            .find("Recently deleted:\n#1 [ ] Old plan (deleted)\n")
+            .expect(&last);
+        assert!(open < trash, "{last}");
+        assert!(last.ends_with("</context>\nbring the plan back"), "{last}");
+    }
+);
