@@ -149,6 +149,15 @@ mod tests {
         }
     }
 
+    /// Two open tasks that "call" fits equally, and one it does not.
+    fn calls_and_an_email() -> [Task; 3] {
+        [
+            task(1, "Call Anna"),
+            task(2, "Call Bob"),
+            task(3, "Email Carol"),
+        ]
+    }
+
     fn ids(fits: &[&Task]) -> Vec<i64> {
         fits.iter().map(|t| t.id).collect()
     }
@@ -195,11 +204,7 @@ mod tests {
 
     #[test]
     fn a_request_that_fits_several_open_tasks_is_a_question() {
-        let open = [
-            task(1, "Call Anna"),
-            task(2, "Call Bob"),
-            task(3, "Email Carol"),
-        ];
+        let open = calls_and_an_email();
         let said = |message| Said {
             message,
             open: &open,
@@ -225,11 +230,7 @@ mod tests {
 
     #[test]
     fn words_that_tell_the_task_apart_or_its_number_let_the_call_run() {
-        let open = [
-            task(1, "Call Anna"),
-            task(2, "Call Bob"),
-            task(3, "Email Carol"),
-        ];
+        let open = calls_and_an_email();
         let said = |message| Said {
             message,
             open: &open,

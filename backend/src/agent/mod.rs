@@ -499,35 +499,29 @@ impl Agent {
             if c.tool_calls.is_empty() || last_round {
                 return self.finish(llm, id, lease, c, reports, usage, true).await;
             }
-            // Asking again for what this turn already read, or for a call that failed the
-            // same way: answer with that (reread.rs).
-            if let Some(text) = repeats
+            // The turn ends with an answer composed here, and nothing of this reply runs, when
+            // it asks again for what this turn already read or for a call that failed the same
+            // way (reread.rs), or when the request fits several open tasks as well as the one
+            // chosen (grounding.rs).
+            let composed = repeats
                 .repeated(&c.tool_calls)
                 .and_then(|r| reread::answer(&r, tz, Utc::now()))
-            {
-                tracing::info!(
-                    round,
-                    "the model repeated a call; answering with its outcome"
-                );
-                events::emit(events::TurnEvent::Delta { text: text.clone() });
-                let answer = Completion {
-                    content: Some(text),
-                    tool_calls: vec![],
-                    ..c
-                };
-                return self
-                    .finish(llm, id, lease, answer, reports, usage, true)
-                    .await;
-            }
-            // A request that fits several open tasks as well as the one chosen gets a
-            // question, and nothing of this reply runs (grounding.rs).
-            if let Some((verb, fits)) = grounding::ambiguous(&c.tool_calls, said) {
-                tracing::info!(
-                    round,
-                    tasks = fits.len(),
-                    "the request fits several tasks; asking which one"
-                );
-                let text = grounding::question(verb, &fits);
+                .map(|text| {
+                    (
+                        text,
+                        "the model repeated a call; answering with its outcome",
+                    )
+                })
+                .or_else(|| {
+                    grounding::ambiguous(&c.tool_calls, said).map(|(verb, fits)| {
+                        (
+                            grounding::question(verb, &fits),
+                            "the request fits several tasks; asking which one",
+                        )
+                    })
+                });
+            if let Some((text, why)) = composed {
+                tracing::info!(round, "{why}");
                 events::emit(events::TurnEvent::Delta { text: text.clone() });
                 let answer = Completion {
                     content: Some(text),
